@@ -1,0 +1,53 @@
+# Tributary developer commands. `make demo` and `make test` do all the setup on a fresh machine
+# (Python 3.11+ and Node 20+): a .venv with the pinned requirements and Azurite from npm.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+NODE_STAMP := node_modules/.installed-$(shell cksum < package.json | cut -d' ' -f1)
+
+# Local runs talk to Azurite unless the environment or local.settings.json says otherwise.
+export AzureWebJobsStorage ?= UseDevelopmentStorage=true
+
+.PHONY: help venv node azurite azurite-stop demo test lint typecheck unit bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+$(NODE_STAMP): package.json
+	npm install --no-audit --no-fund --loglevel=error
+	@rm -f node_modules/.installed-* && touch $@
+
+venv: $(STAMP) ## Create .venv with the pinned requirements
+
+node: $(NODE_STAMP) ## Install Azurite from npm (pinned in package.json)
+
+azurite: venv node ## Start Azurite in the background on 10000-10002 (idempotent)
+	@$(PY) -m shared.azurite start
+
+azurite-stop: venv ## Stop the Azurite that `make azurite` started
+	@$(PY) -m shared.azurite stop
+
+demo: azurite ## Generate a day of Capture files into Azurite and run the whole pipeline
+	$(PY) -m shared demo
+
+lint: venv ## ruff
+	$(PY) -m ruff check shared databricks_jobs tests function_app.py bench
+
+typecheck: venv ## mypy (strict on shared/ and databricks_jobs/)
+	$(PY) -m mypy
+
+test: venv node lint typecheck ## Lint, type-check and run the tests (they start their own Azurite)
+	$(PY) -m pytest
+
+bench: venv node ## Run the benchmark; writes bench/results/latest.json and a chart
+	$(PY) -m bench
+
+clean: ## Remove local data (not the venv)
+	rm -rf .azurite .lake .capture .demo

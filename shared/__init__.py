@@ -1,0 +1,1 @@
+"""Tributary: Event Hubs Capture files into bronze, silver and gold Delta tables."""

@@ -1,0 +1,173 @@
+"""Delta tables through delta-rs: where they live, how they are opened and committed.
+
+Every write that belongs to a batch carries a Delta application transaction
+(``app_id`` = ``{layer}:{batch_id}``), so a replayed step can ask the table whether its
+commit already happened and skip it. Commits that lose a race with a concurrent writer
+are retried here with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import polars as pl
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+from shared.adapters.storage import Storage, is_remote, join
+from shared.errors import TransientError
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+WRITER_PROPERTIES = WriterProperties(compression="ZSTD", compression_level=3)
+
+
+class Lake:
+    """The Delta tables under ``LAKE_URI``."""
+
+    def __init__(self, settings: Settings, storage: Storage | None = None) -> None:
+        self.root = settings.lake_uri
+        self.retries = settings.delta_commit_retries
+        self.storage = storage or Storage(settings.storage_connection)
+        self.storage_options = _storage_options(self.storage) if is_remote(self.root) else None
+
+    def uri(self, table: str) -> str:
+        """Location of a table, e.g. ``bronze/user_activity``."""
+        if is_remote(self.root):
+            return join(self.root, table)
+        return str(Path(self.root, table).resolve())
+
+    def prepare(self) -> None:
+        """Create the lake container (or folder) if it does not exist."""
+        if is_remote(self.root):
+            self.storage.ensure_container(self.storage.locate(self.root + "/x").container)
+        else:
+            Path(self.root).mkdir(parents=True, exist_ok=True)
+
+    def open(self, table: str) -> DeltaTable | None:
+        """The table at its latest version, or None before its first commit."""
+        try:
+            return DeltaTable(self.uri(table), storage_options=self.storage_options)
+        except TableNotFoundError:
+            return None
+
+    def scan(self, table: str, partitions: list[tuple[str, str, Any]] | None = None) -> pl.LazyFrame:
+        """A lazy scan of a table, pruned to ``partitions`` (delta-rs filter tuples)."""
+        dt = self.open(table)
+        if dt is None:
+            raise TableNotFoundError(f"table {table} does not exist yet")
+        return pl.scan_pyarrow_dataset(dt.to_pyarrow_dataset(partitions=partitions))
+
+    def ensure(self, table: str, schema: pa.Schema, partition_by: list[str] | None = None) -> None:
+        """Create an empty table with ``schema`` unless one exists (safe to race)."""
+        if self.open(table) is not None:
+            return
+        try:
+            DeltaTable.create(
+                self.uri(table),
+                schema,
+                mode="ignore",
+                partition_by=partition_by,
+                storage_options=self.storage_options,
+            )
+        except (CommitFailedError, DeltaError) as exc:
+            if self.open(table) is None:
+                raise TransientError(f"creating {table}: {exc}") from exc
+
+    def commit_version(self, table: str, app_id: str) -> int | None:
+        """The version of the commit tagged ``app_id`` (scans history; recovery only)."""
+        dt = self.open(table)
+        if dt is None:
+            return None
+        for entry in dt.history():
+            if entry.get("tributary.app_id") == app_id:
+                return int(entry["version"])
+        return None
+
+    def committed(self, table: str, app_id: str) -> bool:
+        """Whether a commit tagged with ``app_id`` is already in the table's log."""
+        dt = self.open(table)
+        return dt is not None and dt.transaction_version(app_id) is not None
+
+    def append(
+        self,
+        table: str,
+        data: pa.Table | pa.RecordBatchReader,
+        *,
+        app_id: str,
+        partition_by: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> int | None:
+        """Append once per ``app_id``; returns the committed version (None if already there).
+
+        ``data`` may be a stream: delta-rs writes its files as it reads and commits once at
+        the end, so an exception from the stream leaves the table untouched.
+        """
+        if self.committed(table, app_id):
+            return None
+        write_deltalake(
+            self.uri(table),
+            data,
+            mode="append",
+            partition_by=partition_by,
+            storage_options=self.storage_options,
+            writer_properties=WRITER_PROPERTIES,
+            commit_properties=self.commit_properties(app_id, metadata),
+        )
+        dt = self.open(table)
+        assert dt is not None
+        return dt.version()
+
+    def commit_properties(
+        self, app_id: str | None, metadata: dict[str, Any] | None = None
+    ) -> CommitProperties:
+        return CommitProperties(
+            custom_metadata={"tributary.app_id": app_id or "", **(metadata or {})},
+            max_commit_retries=self.retries,
+            app_transactions=[Transaction(app_id=app_id, version=1)] if app_id else None,
+        )
+
+    def with_conflict_retry(self, what: str, action: Callable[[], T]) -> T:
+        """Run a read-modify-commit ``action``, re-running it when a concurrent commit wins.
+
+        delta-rs already retries commits whose files do not overlap; a MERGE that read
+        files another writer rewrote fails and must be recomputed from a fresh snapshot.
+        """
+        for attempt in range(self.retries):
+            try:
+                return action()
+            except (CommitFailedError, DeltaError) as exc:
+                if not _is_conflict(exc) or attempt == self.retries - 1:
+                    raise TransientError(f"{what}: {exc}") from exc
+                delay = min(5.0, 0.1 * 2**attempt) * (0.5 + random.random())
+                log.warning("%s: commit conflict (attempt %d), retrying in %.2fs", what, attempt + 1, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+def _is_conflict(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, CommitFailedError) or any(
+        word in text for word in ("conflict", "concurrent", "version already exists", "transaction failed")
+    )
+
+
+def _storage_options(storage: Storage) -> dict[str, str]:
+    options = {"account_name": storage.account_name}
+    if storage.account_key:
+        options["account_key"] = storage.account_key
+    if storage.is_emulator:
+        options["azure_storage_endpoint"] = storage.blob_endpoint.rstrip("/")
+        options["allow_http"] = "true"
+    return options
+
+
+__all__ = ["WRITER_PROPERTIES", "Lake", "TableNotFoundError"]

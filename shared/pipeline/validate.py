@@ -1,0 +1,106 @@
+"""Typing and expectation checks: parsed chunk -> valid rows + quarantined rows.
+
+The contract's expectations are SQL text; ``pl.sql_expr`` compiles each once. A row is
+valid when every expectation is true (NULL counts as false). A quarantined row carries
+the names of every expectation it failed, or ``malformed_body``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import polars as pl
+
+from shared.contracts import Contract
+
+MALFORMED_BODY = "malformed_body"
+_EPOCH_MS = r"^-?\d{1,15}$"
+_ISO_8601 = "%Y-%m-%dT%H:%M:%S%.f%z"
+
+QUARANTINE_COLUMNS = ("raw_payload", "failed_expectations", "reason")
+
+
+@dataclass(frozen=True, slots=True)
+class Validated:
+    """One chunk split in two. ``valid`` keeps the parsed (string) columns and lineage."""
+
+    valid: pl.DataFrame
+    quarantined: pl.DataFrame
+
+
+def typed_columns(contract: Contract) -> list[pl.Expr]:
+    """Expressions that turn the parsed strings into the contract's types.
+
+    A field of type timestamp or double keeps its string as ``_raw_<name>`` so that
+    expectations can tell "missing" from "present but unparseable". Timestamps are naive
+    UTC here (SQL literals compare against naive timestamps); silver attaches the zone.
+    """
+    exprs: list[pl.Expr] = []
+    for field in contract.fields:
+        raw = pl.col(field.name)
+        if field.type == "timestamp":
+            exprs.append(raw.alias(f"_raw_{field.name}"))
+            exprs.append(parse_timestamp(raw).alias(field.name))
+        elif field.type == "double":
+            exprs.append(raw.alias(f"_raw_{field.name}"))
+            exprs.append(raw.str.strip_chars().cast(pl.Float64, strict=False).alias(field.name))
+    return exprs
+
+
+def parse_timestamp(raw: pl.Expr) -> pl.Expr:
+    """ISO-8601 with ``Z`` or an offset, or integer epoch milliseconds -> naive UTC."""
+    text = raw.str.strip_chars()
+    epoch = pl.from_epoch(text.cast(pl.Int64, strict=False), time_unit="ms")
+    iso = (
+        text.str.replace(r"[zZ]$", "+00:00")
+        .str.to_datetime(_ISO_8601, strict=False, time_zone="UTC", time_unit="us")
+        .dt.replace_time_zone(None)
+    )
+    return pl.when(text.str.contains(_EPOCH_MS)).then(epoch).otherwise(iso)
+
+
+@cache
+def _checks(contract: Contract) -> tuple[tuple[str, pl.Expr], ...]:
+    return tuple((e.name, pl.sql_expr(e.sql).fill_null(False)) for e in contract.expectations)
+
+
+def validate(parsed: pl.DataFrame, contract: Contract) -> Validated:
+    """Split a parsed chunk into valid and quarantined rows."""
+    checks = _checks(contract)
+    failed = pl.concat_list(
+        [pl.when(~check).then(pl.lit(name)) for name, check in checks]
+    ).list.drop_nulls()
+    failed = (
+        pl.when(pl.col("_malformed"))
+        .then(pl.lit([MALFORMED_BODY], dtype=pl.List(pl.String)))
+        .otherwise(failed)
+    )
+    checked = parsed.with_columns(typed_columns(contract)).with_columns(
+        failed.alias("failed_expectations")
+    )
+    is_valid = pl.col("failed_expectations").list.len() == 0
+    lineage = [c for c in parsed.columns if c.startswith("_") and c not in ("_raw", "_malformed")]
+    typed = {f.name for f in contract.fields if f.type != "string"}
+    # Bronze keeps fields as received: the strings, not the typed values.
+    as_received = [
+        pl.col(f"_raw_{c}").alias(c) if c in typed else pl.col(c)
+        for c in parsed.columns
+        if c not in ("_raw", "_malformed")
+    ]
+    valid = checked.filter(is_valid).select(as_received)
+    quarantined = checked.filter(~is_valid).select(
+        pl.col("_raw").alias("raw_payload"),
+        "failed_expectations",
+        pl.col("failed_expectations").list.join(",").alias("reason"),
+        *[c for c in lineage if c != "_rescued_data"],
+    )
+    return Validated(valid=valid, quarantined=quarantined)
+
+
+def failure_counts(quarantined: pl.DataFrame) -> dict[str, int]:
+    """How many quarantined rows failed each expectation (a row may fail several)."""
+    if quarantined.is_empty():
+        return {}
+    counts = quarantined.select(pl.col("failed_expectations").explode()).to_series().value_counts()
+    return {str(k): int(v) for k, v in counts.iter_rows()}

@@ -1,0 +1,497 @@
+"""The pipeline's steps, shaped as the Durable activities that will call them.
+
+Each step takes a small reference to a batch, does one layer's work, records the
+transition in batch state and returns a small, JSON-ready result: ids, counts, Delta
+versions. No rows pass between steps; each reads what the previous layer committed.
+
+Every step is idempotent. A step whose state the batch has already reached returns the
+recorded result without touching anything. A step that crashed after its Delta commit
+but before its state update finds its commit by application transaction id and
+completes the record without committing again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from shared.adapters.lake import WRITER_PROPERTIES, Lake
+from shared.adapters.state import FINAL_STATES, BatchState, BatchStateStore, reached
+from shared.adapters.storage import Storage, is_remote, join
+from shared.contracts import CONTRACTS, USER_ACTIVITY, Contract
+from shared.errors import PipelineError, QuarantinedFile
+from shared.pipeline import decode, medallion
+from shared.pipeline.validate import failure_counts, validate
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ROUTE_IN_FUNCTION = "in_function"
+ROUTE_DATABRICKS = "databricks"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRef:
+    """What activities pass around: enough to find the batch and its file."""
+
+    batch_id: str
+    dataset: str
+    source: str
+    size: int
+    etag: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BatchRef:
+        return cls(
+            batch_id=str(data["batch_id"]),
+            dataset=str(data["dataset"]),
+            source=str(data["source"]),
+            size=int(data["size"]),
+            etag=str(data["etag"]),
+        )
+
+
+def batch_id_for(source: str, etag: str) -> str:
+    """Deterministic batch id: the same file (URL + ETag/content identity) maps to one batch."""
+    return hashlib.sha256(f"{source}\n{etag}".encode()).hexdigest()[:32]
+
+
+def table_name(layer: str, contract: Contract) -> str:
+    return f"{layer}/{contract.dataset}"
+
+
+def gold_table(name: str) -> str:
+    return f"gold/{name}"
+
+
+class Pipeline:
+    """The steps over one lake, one landing store and one batch-state table."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        storage: Storage | None = None,
+        lake: Lake | None = None,
+        states: BatchStateStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.storage = storage or Storage(settings.storage_connection)
+        self.lake = lake or Lake(settings, self.storage)
+        self.states = states or BatchStateStore(settings.storage_connection, settings.state_table)
+        self._tables_ready = False
+
+    # -- step 0: register ------------------------------------------------------------------
+    def register(
+        self,
+        source: str,
+        *,
+        dataset: str = USER_ACTIVITY.dataset,
+        size: int | None = None,
+        etag: str | None = None,
+    ) -> BatchState:
+        """Record a landed file as a batch in RECEIVED (or return its existing record).
+
+        Args:
+            source: Blob URL, ``az://`` URI or local path of the file.
+            dataset: Contract the file follows.
+            size: Size in bytes, when the caller (an event) already knows it.
+            etag: ETag or content identity, when the caller already knows it.
+        """
+        if size is None or etag is None or not source.startswith("az://"):
+            info = self.storage.info(source)
+            source, size, etag = info.uri, info.size, info.etag
+        batch = BatchState(
+            batch_id=batch_id_for(source, etag),
+            dataset=dataset,
+            source=source,
+            size=size,
+            etag=etag,
+        )
+        stored, _ = self.states.create(batch)
+        return stored
+
+    # -- step 1: validate ------------------------------------------------------------------
+    def validate(self, ref: BatchRef) -> dict[str, Any]:
+        """Check the whole file is readable, count its records and choose its route.
+
+        Ends the batch as EMPTY (no records) or QUARANTINED (unreadable, file moved).
+        """
+        batch, done = self._start(ref, "VALIDATED")
+        if done:
+            return self._result(batch)
+        started = time.perf_counter()
+        try:
+            with self.storage.open(ref.source) as stream:
+                probe = decode.probe(stream, ref.source)
+        except QuarantinedFile as exc:
+            return self._quarantine_file(batch, exc.reason)
+        route = ROUTE_DATABRICKS if ref.size > self.settings.large_file_bytes else ROUTE_IN_FUNCTION
+        # Until the Databricks route exists every size runs in-function; the choice is recorded.
+        changes: dict[str, Any] = {
+            "route": route,
+            "counts": {"records": probe.records},
+            "durations": {"validate": _elapsed(started)},
+        }
+        if probe.records == 0:
+            batch = self.states.transition(batch, "EMPTY", **changes)
+        else:
+            batch = self.states.transition(batch, "VALIDATED", **changes)
+        return self._result(batch)
+
+    # -- step 2: bronze + quarantine ----------------------------------------------------
+    def bronze(self, ref: BatchRef) -> dict[str, Any]:
+        """Decode and check every record; append valid rows to bronze, failures to quarantine."""
+        batch, done = self._start(ref, "BRONZE_DONE")
+        if done:
+            return self._result(batch)
+        started = time.perf_counter()
+        contract = CONTRACTS[ref.dataset]
+        self._ensure_tables(contract)
+        bronze, quarantine = table_name("bronze", contract), table_name("quarantine", contract)
+        bronze_app, quarantine_app = f"bronze:{ref.batch_id}", f"quarantine:{ref.batch_id}"
+        stamp = {"batch_id": ref.batch_id, "source": ref.source, "batch_time": _batch_time(batch)}
+        bronze_schema = medallion.bronze_schema(contract)
+        quarantine_schema = medallion.quarantine_schema()
+        tally = _Tally()
+
+        def valid_batches() -> Iterator[pa.RecordBatch]:
+            with self.storage.open(ref.source) as stream:
+                for chunk in decode.decode(
+                    stream, ref.source, contract, chunk_rows=self.settings.chunk_rows
+                ):
+                    checked = validate(chunk, contract)
+                    tally.add(chunk.height, checked.valid.height, checked.quarantined)
+                    if not checked.quarantined.is_empty():
+                        tally.quarantined_frames.append(
+                            medallion.with_batch(checked.quarantined, quarantine_schema, **stamp)
+                        )
+                    rows = medallion.with_batch(checked.valid, bronze_schema, **stamp)
+                    yield from rows.to_arrow().to_batches()
+
+        arrow_schema = _arrow_schema(bronze_schema)
+        try:
+            if self.lake.committed(bronze, bronze_app):
+                for _ in valid_batches():  # recount what the earlier run committed
+                    pass
+                bronze_version = self.lake.commit_version(bronze, bronze_app)
+            else:
+                reader = pa.RecordBatchReader.from_batches(arrow_schema, valid_batches())
+                bronze_version = self.lake.append(
+                    bronze, reader, app_id=bronze_app, metadata={"tributary.batch_id": ref.batch_id}
+                )
+        except QuarantinedFile as exc:
+            return self._quarantine_file(batch, exc.reason)
+        quarantine_version = None
+        if tally.quarantined_frames:
+            frame = pl.concat(tally.quarantined_frames)
+            quarantine_version = self.lake.append(
+                quarantine, frame.to_arrow(), app_id=quarantine_app
+            ) or self.lake.commit_version(quarantine, quarantine_app)
+        batch = self.states.transition(
+            batch,
+            "BRONZE_DONE",
+            counts={
+                "rows_in": tally.rows_in,
+                "rows_valid": tally.rows_valid,
+                "rows_quarantined": tally.rows_quarantined,
+                "quarantined_by_expectation": tally.by_expectation,
+            },
+            versions={"bronze": bronze_version, "quarantine": quarantine_version},
+            durations={"bronze": _elapsed(started)},
+        )
+        return self._result(batch)
+
+    # -- step 3: silver --------------------------------------------------------------------
+    def silver(self, ref: BatchRef) -> dict[str, Any]:
+        """Type, dedupe (in-batch and against silver), geo-enrich and MERGE into silver."""
+        batch, done = self._start(ref, "SILVER_DONE")
+        if done:
+            return self._result(batch)
+        started = time.perf_counter()
+        contract = CONTRACTS[ref.dataset]
+        silver = table_name("silver", contract)
+        app_id = f"silver:{ref.batch_id}"
+        bronze_rows = self._batch_rows(table_name("bronze", contract), ref.batch_id)
+        rows, in_batch_duplicates = medallion.silver_rows(bronze_rows, contract)
+        part = contract.partition_by
+        key_match = " AND ".join(f"t.{k} = s.{k}" for k in (part, *contract.key))
+
+        def merge() -> tuple[int | None, int]:
+            dt = self.lake.open(silver)
+            assert dt is not None
+            if dt.transaction_version(app_id) is not None:
+                return self.lake.commit_version(silver, app_id), self._count_batch_rows(
+                    silver, ref.batch_id, rows
+                )
+            if rows.is_empty():
+                return None, 0
+            metrics = (
+                dt.merge(
+                    rows.to_arrow(),
+                    predicate=key_match,
+                    source_alias="s",
+                    target_alias="t",
+                    writer_properties=WRITER_PROPERTIES,
+                    commit_properties=self.lake.commit_properties(app_id),
+                )
+                .when_not_matched_insert_all()
+                .execute()
+            )
+            return dt.version(), int(metrics["num_target_rows_inserted"])
+
+        version, inserted = self.lake.with_conflict_retry(f"silver merge {ref.batch_id}", merge)
+        rows_valid = int(batch.counts.get("rows_valid", bronze_rows.height))
+        batch = self.states.transition(
+            batch,
+            "SILVER_DONE",
+            counts={
+                "silver_inserted": inserted,
+                "duplicates_dropped": rows_valid - inserted,
+                "duplicates_in_batch": in_batch_duplicates,
+                # The silver partitions this batch wrote: gold reads only these.
+                "event_dates": _dates(rows, part),
+            },
+            versions={"silver": version},
+            durations={"silver": _elapsed(started)},
+        )
+        return self._result(batch)
+
+    # -- step 4: gold ----------------------------------------------------------------------
+    def gold(self, ref: BatchRef) -> dict[str, Any]:
+        """Recompute the gold rows for the keys this batch touched, from silver, and merge."""
+        batch, done = self._start(ref, "GOLD_DONE")
+        if done:
+            return self._result(batch)
+        started = time.perf_counter()
+        contract = CONTRACTS[ref.dataset]
+        silver = table_name("silver", contract)
+        versions: dict[str, int | None] = {}
+        dates = batch.counts.get("event_dates") or None
+        inserted = self._batch_rows(silver, ref.batch_id, dates=dates)
+        if not inserted.is_empty():
+            versions = self._update_gold(ref.batch_id, silver, inserted)
+        batch = self.states.transition(
+            batch,
+            "GOLD_DONE",
+            versions={f"gold.{k}": v for k, v in versions.items()},
+            durations={"gold": _elapsed(started)},
+        )
+        return self._result(batch)
+
+    def _update_gold(self, batch_id: str, silver: str, inserted: pl.DataFrame) -> dict[str, int | None]:
+        dates = _dates(inserted, "event_date")
+        pairs = inserted.select("event_date", "user_id").unique()
+        regions = inserted.select("event_date", "region").unique()
+        users = inserted.select("user_id").unique()
+        versions: dict[str, int | None] = {}
+
+        def silver_scope() -> tuple[pl.LazyFrame, int]:
+            dt = self.lake.open(silver)
+            assert dt is not None
+            scan = pl.scan_pyarrow_dataset(
+                dt.to_pyarrow_dataset(partitions=[("event_date", "in", dates)])
+            )
+            return scan, dt.version()
+
+        def daily() -> dict[str, Any]:
+            scan, version = silver_scope()
+            fresh = medallion.daily_user_watch_time(scan.join(pairs.lazy(), on=["event_date", "user_id"]))
+            return self._merge_gold("daily_user_watch_time", fresh, version, batch_id)
+
+        def region_daily() -> dict[str, Any]:
+            scan, version = silver_scope()
+            fresh = medallion.region_daily_watch_time(
+                scan.join(regions.lazy(), on=["event_date", "region"])
+            )
+            return self._merge_gold("region_daily_watch_time", fresh, version, batch_id)
+
+        def user_totals() -> dict[str, Any]:
+            dt = self.lake.open(gold_table("daily_user_watch_time"))
+            assert dt is not None
+            scan = pl.scan_pyarrow_dataset(dt.to_pyarrow_dataset())
+            fresh = medallion.user_watch_time(scan.join(users.lazy(), on="user_id"))
+            return self._merge_gold("user_watch_time", fresh, dt.version(), batch_id)
+
+        for name, action in (
+            ("daily_user_watch_time", daily),
+            ("region_daily_watch_time", region_daily),
+            ("user_watch_time", user_totals),
+        ):
+            result = self.lake.with_conflict_retry(f"gold {name} {batch_id}", action)
+            versions[name] = result["version"]
+        return versions
+
+    def _merge_gold(
+        self, name: str, fresh: pl.LazyFrame, source_version: int, batch_id: str
+    ) -> dict[str, Any]:
+        table = gold_table(name)
+        app_id = f"gold.{name}:{batch_id}"
+        dt = self.lake.open(table)
+        assert dt is not None
+        if dt.transaction_version(app_id) is not None:
+            return {"version": self.lake.commit_version(table, app_id)}
+        rows = fresh.with_columns(pl.lit(source_version, pl.Int64).alias("_source_version")).collect()
+        keys = medallion.GOLD_KEYS[name]
+        # A recompute from an older source snapshot never overwrites a newer one.
+        dt.merge(
+            rows.select(list(medallion.GOLD_SCHEMAS[name])).to_arrow(),
+            predicate=" AND ".join(f"t.{k} = s.{k}" for k in keys),
+            source_alias="s",
+            target_alias="t",
+            writer_properties=WRITER_PROPERTIES,
+            commit_properties=self.lake.commit_properties(app_id),
+        ).when_matched_update_all(predicate="s._source_version >= t._source_version").when_not_matched_insert_all().execute()
+        return {"version": dt.version()}
+
+    # -- failure and quarantine -----------------------------------------------------------
+    def fail(self, ref: BatchRef, error: str) -> dict[str, Any]:
+        """Record that a batch failed permanently (or ran out of retries)."""
+        batch = self._load(ref)
+        if batch.state in FINAL_STATES:
+            return self._result(batch)
+        batch = self.states.transition(batch, "FAILED", error=error[:4000])
+        return self._result(batch)
+
+    def _quarantine_file(self, batch: BatchState, reason: str) -> dict[str, Any]:
+        destination = self.quarantine_destination(batch.source)
+        self.storage.move(batch.source, destination)
+        log.warning("quarantined %s -> %s: %s", batch.source, destination, reason)
+        batch = self.states.transition(
+            batch, "QUARANTINED", error=reason, counts={"quarantined_to": destination}
+        )
+        return self._result(batch)
+
+    def quarantine_destination(self, source: str) -> str:
+        """Where an unreadable file goes: the quarantine root plus the file's own path."""
+        capture = self.settings.capture_uri
+        if source.startswith(capture + "/"):
+            relative = source[len(capture) + 1 :]
+        elif is_remote(source):
+            loc = self.storage.locate(source)
+            relative = f"{loc.container}/{loc.path}"
+        else:
+            relative = Path(source).resolve().as_posix().lstrip("/")
+        return join(self.settings.quarantine_uri, relative)
+
+    # -- a whole batch, sequentially (CLI, backfills) ------------------------------------
+    def run(self, source: str, *, dataset: str = USER_ACTIVITY.dataset) -> BatchState:
+        """Every step for one file, in order, as the orchestrator sequences them."""
+        batch = self.register(source, dataset=dataset)
+        ref = BatchRef(batch.batch_id, batch.dataset, batch.source, batch.size, batch.etag)
+        for step in (self.validate, self.bronze, self.silver, self.gold):
+            try:
+                result = step(ref)
+            except PipelineError as exc:
+                self.fail(ref, f"{type(exc).__name__}: {exc}")
+                raise
+            if result["state"] in FINAL_STATES:
+                break
+        return self._load(ref)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _load(self, ref: BatchRef) -> BatchState:
+        batch = self.states.get(ref.dataset, ref.batch_id)
+        if batch is None:
+            raise PipelineError(f"batch {ref.batch_id} is not registered; register it first")
+        return batch
+
+    def _start(self, ref: BatchRef, target: str) -> tuple[BatchState, bool]:
+        """Load the batch; say whether ``target`` (or a final state) is already reached."""
+        batch = self._load(ref)
+        if batch.state in FINAL_STATES or reached(batch.state, target):
+            return batch, True
+        if batch.state == "FAILED":
+            # An explicit re-run of a failed batch resumes where its commits stopped.
+            batch = self.states.save(batch, _resume_state(batch))
+        return batch, False
+
+    def _result(self, batch: BatchState) -> dict[str, Any]:
+        return {
+            "batch_id": batch.batch_id,
+            "state": batch.state,
+            "route": batch.route,
+            "counts": batch.counts,
+            "versions": batch.versions,
+            "error": batch.error,
+        }
+
+    def _ensure_tables(self, contract: Contract) -> None:
+        if self._tables_ready:
+            return
+        self.lake.prepare()
+        self.lake.ensure(table_name("bronze", contract), _arrow_schema(medallion.bronze_schema(contract)))
+        self.lake.ensure(table_name("quarantine", contract), _arrow_schema(medallion.quarantine_schema()))
+        self.lake.ensure(
+            table_name("silver", contract),
+            _arrow_schema(medallion.silver_schema(contract)),
+            partition_by=[contract.partition_by],
+        )
+        for name, schema in medallion.GOLD_SCHEMAS.items():
+            self.lake.ensure(gold_table(name), _arrow_schema(schema))
+        self._tables_ready = True
+
+    def _batch_rows(self, table: str, batch_id: str, dates: list[str] | None = None) -> pl.DataFrame:
+        partitions = [("event_date", "in", dates)] if dates else None
+        return self.lake.scan(table, partitions).filter(pl.col("_batch_id") == batch_id).collect()
+
+    def _count_batch_rows(self, table: str, batch_id: str, rows: pl.DataFrame) -> int:
+        return self._batch_rows(table, batch_id, dates=_dates(rows, "event_date") or None).height
+
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.rows_in = 0
+        self.rows_valid = 0
+        self.rows_quarantined = 0
+        self.by_expectation: dict[str, int] = {}
+        self.quarantined_frames: list[pl.DataFrame] = []
+
+    def add(self, rows_in: int, rows_valid: int, quarantined: pl.DataFrame) -> None:
+        self.rows_in += rows_in
+        self.rows_valid += rows_valid
+        self.rows_quarantined += quarantined.height
+        for name, count in failure_counts(quarantined).items():
+            self.by_expectation[name] = self.by_expectation.get(name, 0) + count
+
+
+def _resume_state(batch: BatchState) -> BatchState:
+    from dataclasses import replace
+
+    last_good = "RECEIVED"
+    for transition in batch.transitions:
+        if transition["state"] in ("RECEIVED", "VALIDATED", "BRONZE_DONE", "SILVER_DONE"):
+            last_good = transition["state"]
+    return replace(batch, state=last_good, error=None)
+
+
+def _batch_time(batch: BatchState) -> datetime:
+    at = batch.transitions[0]["at"] if batch.transitions else None
+    if not at:
+        return datetime.now(UTC)
+    return datetime.fromisoformat(at.replace("Z", "+00:00"))
+
+
+def _dates(frame: pl.DataFrame, column: str) -> list[str]:
+    return sorted(d.isoformat() for d in frame.get_column(column).unique().drop_nulls().to_list())
+
+
+def _elapsed(started: float) -> float:
+    return round(time.perf_counter() - started, 3)
+
+
+def _arrow_schema(schema: dict[str, pl.DataType]) -> pa.Schema:
+    return pl.DataFrame(schema=schema).to_arrow().schema

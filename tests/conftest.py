@@ -1,0 +1,69 @@
+"""Shared fixtures: a real Azurite for the whole session, on free ports."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared import azurite
+from shared.settings import Settings
+
+REAL_WORLD = Path(__file__).resolve().parent.parent.parent / "shared" / "real-world"
+
+
+@pytest.fixture(scope="session")
+def azurite_connection(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Connection string of an Azurite started for this test session."""
+    blob, queue, table = azurite.free_ports(3)
+    ports = azurite.Ports(blob, queue, table)
+    process = azurite.start(tmp_path_factory.mktemp("azurite"), ports)
+    try:
+        yield ports.connection_string()
+    finally:
+        azurite.stop(process)
+
+
+def make_settings(connection: str, *, lake_uri: str, capture_uri: str, quarantine_uri: str, **extra: str) -> Settings:
+    env = {
+        "AzureWebJobsStorage": connection,
+        "LAKE_URI": lake_uri,
+        "CAPTURE_URI": capture_uri,
+        "QUARANTINE_URI": quarantine_uri,
+        "BATCH_STATE_TABLE": "b" + uuid.uuid4().hex[:12],
+        **extra,
+    }
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+def local_settings(azurite_connection: str, tmp_path: Path) -> Settings:
+    """Lake, landing and quarantine in local folders; batch state in Azurite."""
+    return make_settings(
+        azurite_connection,
+        lake_uri=str(tmp_path / "lake"),
+        capture_uri=str(tmp_path / "capture"),
+        quarantine_uri=str(tmp_path / "quarantine"),
+    )
+
+
+@pytest.fixture
+def azure_settings(azurite_connection: str) -> Settings:
+    """Lake, landing and quarantine as az:// containers on Azurite (unique per test)."""
+    suffix = uuid.uuid4().hex[:8]
+    return make_settings(
+        azurite_connection,
+        lake_uri=f"az://lake{suffix}",
+        capture_uri=f"az://capture{suffix}",
+        quarantine_uri=f"az://quarantine{suffix}",
+    )
+
+
+@pytest.fixture(scope="session")
+def real_world() -> Path:
+    """The third-party samples beside the checkout; tests skip cleanly without them."""
+    if not REAL_WORLD.is_dir():
+        pytest.skip("../shared/real-world is not present")
+    return REAL_WORLD
