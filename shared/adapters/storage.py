@@ -12,6 +12,7 @@ Azurite has no DFS endpoint, so there it is a server-side copy followed by a del
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
@@ -29,7 +30,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
 from shared.errors import PipelineError
 from shared.settings import parse_connection_string
@@ -201,6 +202,35 @@ class Storage:
         blob = self.container(loc.container).get_blob_client(loc.path)
         _retry(lambda: blob.upload_blob(data, overwrite=True))
 
+    def write_if_changed(self, uri: str, data: bytes) -> bool:
+        """Write unless the file already holds exactly ``data``; returns whether it wrote.
+
+        Rewriting identical bytes would still change a blob's ETag, and with it the batch
+        id of the file, so generators and re-runs use this to stay idempotent.
+        """
+        digest = hashlib.md5(data, usedforsecurity=False).digest()
+        if not is_remote(uri):
+            path = Path(uri)
+            if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+                return False
+            self.write(uri, data)
+            return True
+        loc = self.locate(uri)
+        self.ensure_container(loc.container)
+        blob = self.container(loc.container).get_blob_client(loc.path)
+        try:
+            existing = blob.get_blob_properties().content_settings.content_md5
+        except ResourceNotFoundError:
+            existing = None
+        if existing is not None and bytes(existing) == digest:
+            return False
+        _retry(
+            lambda: blob.upload_blob(
+                data, overwrite=True, content_settings=ContentSettings(content_md5=bytearray(digest))
+            )
+        )
+        return True
+
     def move(self, uri: str, destination: str) -> None:
         """Move a file, keeping nothing at the source. Idempotent: a moved file stays moved.
 
@@ -270,8 +300,6 @@ class _ChunkStream(io.RawIOBase):
 
 
 def _file_digest(fh: BinaryIO) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     for block in iter(lambda: fh.read(1024 * 1024), b""):
         digest.update(block)

@@ -156,31 +156,38 @@ def probe(stream: BinaryIO, name: str) -> Probe:
 def _probe_avro(fh: BinaryIO, name: str) -> int:
     if not fh.peek(1):  # type: ignore[attr-defined]
         return 0
+    reader = _avro_blocks(fh, name)
     blocks = records = 0
     try:
-        reader = fastavro.block_reader(fh)
-        _check_capture_schema(reader.writer_schema, name)
         for block in reader:
             records += block.num_records
             blocks += 1
-    except QuarantinedFile:
-        raise
     except Exception as exc:  # fastavro raises bare ValueError/EOFError/zlib.error
-        where = f"after block {blocks}" if blocks or records else "in header"
-        raise QuarantinedFile(name, f"avro: {_avro_reason(exc)} {where}") from exc
+        raise _avro_failure(name, exc, blocks) from exc
     return records
 
 
-def _avro_reason(exc: Exception) -> str:
+def _avro_blocks(fh: BinaryIO, name: str, reader_schema: Any = None) -> fastavro.block_reader:
+    """A block reader over a Capture file, failing with a reason if the header is bad."""
+    try:
+        reader = fastavro.block_reader(fh, reader_schema=reader_schema)
+    except Exception as exc:
+        schema_error = "schema" in str(exc).lower() or "resolv" in str(exc).lower()
+        reason = f"avro: not an Event Hubs Capture schema ({exc})" if schema_error else f"avro: bad header ({exc})"
+        raise QuarantinedFile(name, reason) from exc
+    _check_capture_schema(reader.writer_schema, name)
+    return reader
+
+
+def _avro_failure(name: str, exc: Exception, good_blocks: int) -> QuarantinedFile:
+    """Name what broke, counting blocks from 1: block N's data, or the sync marker ending it."""
     text = str(exc) or type(exc).__name__
-    lowered = text.lower()
-    if "sync" in lowered:
-        return "bad sync marker"
-    if isinstance(exc, EOFError) or "eof" in lowered or "truncated" in lowered:
-        return "truncated block"
-    if "magic" in lowered:
-        return "bad header"
-    return text
+    block = good_blocks + 1
+    if "sync" in text.lower():
+        return QuarantinedFile(name, f"avro: bad sync marker after block {block}")
+    if isinstance(exc, EOFError) or "eof" in text.lower() or "truncat" in text.lower():
+        return QuarantinedFile(name, f"avro: truncated in block {block} (after block {good_blocks})")
+    return QuarantinedFile(name, f"avro: {text} in block {block} (after block {good_blocks})")
 
 
 def _check_capture_schema(schema: Any, name: str) -> None:
@@ -225,9 +232,8 @@ def _decode_avro(
         return
     builder = _ChunkBuilder(contract)
     blocks = 0
+    reader = _avro_blocks(fh, name, _PARSED_CAPTURE)
     try:
-        reader = fastavro.block_reader(fh, reader_schema=_PARSED_CAPTURE)
-        _check_capture_schema(reader.writer_schema, name)
         for block in reader:
             for record in block:
                 builder.add_body(
@@ -240,10 +246,8 @@ def _decode_avro(
             blocks += 1
             if builder.pending >= chunk_rows:
                 yield builder.take()
-    except QuarantinedFile:
-        raise
     except Exception as exc:
-        raise QuarantinedFile(name, f"avro: {_avro_reason(exc)} after block {blocks}") from exc
+        raise _avro_failure(name, exc, blocks) from exc
     if builder.pending:
         yield builder.take()
 
