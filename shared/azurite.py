@@ -56,7 +56,9 @@ def listening(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def start(location: Path, ports: Ports, *, log: Path | None = None, timeout: float = 30.0) -> subprocess.Popen[bytes]:
+def start(
+    location: Path, ports: Ports, *, log: Path | None = None, timeout: float = 30.0
+) -> subprocess.Popen[bytes]:
     """Start Azurite in the background and wait until all three services accept connections.
 
     Raises:
@@ -72,10 +74,14 @@ def start(location: Path, ports: Ports, *, log: Path | None = None, timeout: flo
             "--silent",
             "--disableTelemetry",
             "--skipApiVersionCheck",
-            "--location", str(location),
-            "--blobPort", str(ports.blob),
-            "--queuePort", str(ports.queue),
-            "--tablePort", str(ports.table),
+            "--location",
+            str(location),
+            "--blobPort",
+            str(ports.blob),
+            "--queuePort",
+            str(ports.queue),
+            "--tablePort",
+            str(ports.table),
         ],
         stdout=out,
         stderr=subprocess.STDOUT,
@@ -121,10 +127,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         process = start(args.location, ports)
         pid_file.write_text(str(process.pid))
-        print(f"Azurite started (pid {process.pid}) on ports {ports.blob}-{ports.table}, data in {args.location}")
+        print(f"Azurite started (pid {process.pid}) on ports {ports.blob}-{ports.table}")
+        print(f"  data and log in {args.location}")
         return 0
     if not pid_file.exists():
-        print("Azurite is not running (no pid file)" if not running else "Azurite was not started by make; leaving it")
+        print(
+            "Azurite is not running (no pid file)"
+            if not running
+            else "Azurite was not started by make; leaving it"
+        )
         return 0
     pid = int(pid_file.read_text())
     try:

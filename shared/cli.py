@@ -20,7 +20,18 @@ from shared.adapters.storage import ObjectInfo, Storage, join
 from shared.errors import PipelineError
 from shared.settings import Settings
 
-SOURCE_SUFFIXES = (".avro", ".parquet", ".csv", ".csv.gz", ".json", ".json.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
+SOURCE_SUFFIXES = (
+    ".avro",
+    ".parquet",
+    ".csv",
+    ".csv.gz",
+    ".json",
+    ".json.gz",
+    ".jsonl",
+    ".jsonl.gz",
+    ".ndjson",
+    ".ndjson.gz",
+)
 TABLES = {
     "bronze": "bronze/user_activity",
     "quarantine": "quarantine/user_activity",
@@ -61,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", required=True, help="local folder or az://container/prefix")
     gen.add_argument("--files", type=int, default=24, help="number of files (default 24)")
     gen.add_argument("--events-per-file", type=int, default=1000, help="Avro records per file (default 1000)")
-    gen.add_argument("--defect-rate", type=float, default=0.0, help="fraction of defective events (default 0)")
+    gen.add_argument(
+        "--defect-rate", type=float, default=0.0, help="fraction of defective events (default 0)"
+    )
     gen.add_argument("--seed", type=int, default=7, help="random seed; same seed, same files (default 7)")
     gen.set_defaults(run=_generate)
 
@@ -208,7 +221,9 @@ def _batches(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     store = BatchStateStore(settings.storage_connection, settings.state_table)
-    batches = sorted(store.list(state=args.state), key=lambda b: b.transitions[0]["at"] if b.transitions else "")
+    batches = sorted(
+        store.list(state=args.state), key=lambda b: b.transitions[0]["at"] if b.transitions else ""
+    )
     if args.json:
         print(json.dumps([b.to_dict() for b in batches], indent=2))
         return 0
@@ -303,7 +318,11 @@ def summary(pipeline: Any) -> str:
         dt = pipeline.lake.open(table)
         if dt is None:
             continue
-        rows = sum(int(n) for n in dt.get_add_actions(flatten=True).column("num_records").to_pylist() if n is not None)
+        rows = sum(
+            int(n)
+            for n in dt.get_add_actions(flatten=True).column("num_records").to_pylist()
+            if n is not None
+        )
         sizes.append({"table": name, "rows": rows, "files": len(dt.file_uris()), "version": dt.version()})
     with pl.Config(tbl_rows=20, tbl_hide_dataframe_shape=True):
         lines.append(str(pl.DataFrame(sizes)))

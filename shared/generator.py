@@ -26,7 +26,7 @@ import os
 import random
 import time
 from bisect import bisect
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from gzip import compress as gzip_compress
@@ -365,7 +365,7 @@ _NETWORKS: Final[tuple[tuple[str, int, tuple[str, ...], tuple[str, ...]], ...]] 
 _Block = tuple[int, int, int]  # (version, first address, address count)
 _DEVICES: Final = ("ios", "android", "web", "tv", "roku")
 _DEVICE_WEIGHTS: Final = (30, 30, 20, 12, 8)
-# Set-top boxes report whole seconds; the apps send the player's float position.
+# Decimals of watch_time_sec: set-top boxes report whole seconds, apps the player's position.
 _DECIMALS: Final = MappingProxyType({"ios": 2, "android": 1, "web": 2, "tv": 0, "roku": 0})
 
 
@@ -409,7 +409,23 @@ class _User:
     partition_key: str | None
     devices: tuple[str | None, ...]
     addresses: tuple[str, ...]
-    properties: dict[str, PropertyValue]
+    avro_properties: dict[str, tuple[str, PropertyValue]]  # in fastavro's tuple notation
+
+
+def _avro_type(value: PropertyValue) -> str:
+    """The Capture Properties union branch that holds ``value``."""
+    match value:
+        case None:
+            return "null"
+        case bool() | int():
+            return "long"
+        case float():
+            return "double"
+        case str():
+            return "string"
+        case bytes():
+            return "bytes"
+    raise TypeError(f"a Capture property cannot hold {value!r}")
 
 
 class _World:
@@ -492,7 +508,8 @@ class _World:
             properties = {"correlation-id": None}
         # Most producers key by user so a user's events stay in order; some do not.
         partition_key = user_id if rng.random() < 0.9 else None
-        return _User(user_id, partition_key, devices, tuple(addresses), properties)
+        tagged = {name: (_avro_type(value), value) for name, value in properties.items()}
+        return _User(user_id, partition_key, devices, tuple(addresses), tagged)
 
 
 # --------------------------------------------------------------------------- sessions
@@ -505,37 +522,37 @@ _UUID_SET: Final = (0x4 << 76) | (0x2 << 62)
 class _Session:
     __slots__ = (
         "address",
-        "decimals",
         "device",
         "duration",
         "lag_ms",
         "last_ms",
         "position",
+        "scale",
         "state",
         "steps",
         "title",
         "user",
-        "whole_seconds",
     )
 
-    def __init__(self, world: _World, rng: random.Random, partition: int, *, resumed: bool) -> None:
+    def __init__(self, world: _World, r: Callable[[], float], partition: int, *, resumed: bool) -> None:
         user = world.pick_user(partition)
         self.user = user
-        self.device = rng.choice(user.devices)
-        self.address = rng.choice(user.addresses)
-        self.decimals = _DECIMALS[self.device] if self.device is not None else 2
-        self.whole_seconds = self.decimals == 0
+        self.device = user.devices[int(r() * len(user.devices))]
+        self.address = user.addresses[int(r() * len(user.addresses))]
+        # 10 ** decimals of watch_time_sec; 1 means the client sends an integer.
+        self.scale = 10 ** _DECIMALS[self.device] if self.device is not None else 100
         content = world.pick_content()
         self.title = world.content_ids[content]
         self.duration = world.durations[content]
         # Device-to-hub latency: log-uniform from 0.2 s to 4 minutes.
-        self.lag_ms = int(200 * 1200 ** rng.random())
-        self.steps = int(rng.random() * rng.random() * 12)
+        self.lag_ms = int(200 * 1200 ** r())
+        # Mostly short sessions, a few long ones with many pauses and seeks.
+        self.steps = int(r() * r() * 24)
         self.last_ms = -1
         # A session already running when the window opened starts mid-stream, so
         # windows do not all begin with a burst of plays.
         self.state = _PLAYING if resumed else _NEW
-        self.position = rng.random() * self.duration if resumed or rng.random() < 0.3 else 0.0
+        self.position = r() * self.duration if resumed or r() < 0.3 else 0.0
 
 
 class _EventSource:
@@ -545,39 +562,41 @@ class _EventSource:
         self, world: _World, rng: random.Random, partition: int, *, events: int, window_ms: int
     ) -> None:
         self._world = world
-        self._rng = rng
-        self._random = rng.random
+        self._random = r = rng.random
         self._bits = rng.getrandbits
         self._partition = partition
         # About 45 s between two events of one session; bounded so huge files stay cheap.
         concurrent = max(4, min(4096, events * 45_000 // max(window_ms, 1)))
-        self._sessions = [
-            _Session(world, rng, partition, resumed=rng.random() < 0.7) for _ in range(concurrent)
-        ]
+        self._sessions = [_Session(world, r, partition, resumed=r() < 0.7) for _ in range(concurrent)]
 
     def log_id(self) -> str:
-        h = f"{self._bits(128) & _UUID_CLEAR | _UUID_SET:032x}"
+        """A random version-4 UUID string (the uuid module is 3x slower here)."""
+        h = (self._bits(128) & _UUID_CLEAR | _UUID_SET).to_bytes(16).hex()
         return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def next_event(self, enqueued_ms: int) -> tuple[Event, _User]:
         """The next valid event, enqueued at ``enqueued_ms``, and the user who sent it."""
+        # The hot path of every generator: locals and plain arithmetic on purpose.
         r = self._random
         sessions = self._sessions
         i = int(r() * len(sessions))
         s = sessions[i]
-        event_ms = max(enqueued_ms - s.lag_ms, s.last_ms)
+        event_ms = enqueued_ms - s.lag_ms
+        if event_ms < s.last_ms:
+            event_ms = s.last_ms
         done = False
-        if s.state == _NEW:
+        state = s.state
+        if state == _NEW:
             action = "play"
             s.state = _PLAYING
         else:
-            if s.state == _PLAYING:
-                s.position += (event_ms - s.last_ms) / 1000 if s.last_ms >= 0 else 0.0
+            if state == _PLAYING and s.last_ms >= 0:
+                s.position += (event_ms - s.last_ms) / 1000
             if s.position >= s.duration or (s.steps <= 0 and r() < 0.35):
                 action, s.position, done = "complete", s.duration, True
             elif s.steps <= 0:
                 action, done = "stop", True
-            elif s.state == _PAUSED:
+            elif state == _PAUSED:
                 action, s.state = "resume", _PLAYING
             elif r() < 0.55:
                 action, s.state = "pause", _PAUSED
@@ -585,12 +604,14 @@ class _EventSource:
                 action, s.position = "seek", r() * s.duration
             s.steps -= 1
         s.last_ms = event_ms
-        if s.whole_seconds:
-            event_time = _iso_second(event_ms // 1000) + "Z"
+        second, milli = divmod(event_ms, 1000)
+        scale = s.scale
+        if scale == 1:  # set-top boxes: whole seconds everywhere
+            event_time = _iso_second(second) + "Z"
             watch: float = int(s.position)
         else:
-            event_time = _iso_z(event_ms)
-            watch = round(s.position, s.decimals)
+            event_time = f"{_iso_second(second)}.{milli:03d}Z"
+            watch = int(s.position * scale) / scale
         event: Event = {
             "log_id": self.log_id(),
             "user_id": s.user.user_id,
@@ -604,7 +625,7 @@ class _EventSource:
         if s.device is not None:
             event["device"] = s.device
         if done:
-            sessions[i] = _Session(self._world, self._rng, self._partition, resumed=False)
+            sessions[i] = _Session(self._world, r, self._partition, resumed=False)
         return event, s.user
 
 
@@ -764,61 +785,73 @@ def _records(
     dumps = orjson.dumps
     step = window_ms / events
     enqueued_ms = start_ms
+    sequence_number, offset = log.sequence_number, log.offset
+    second, enqueued_text = -1, ""
     for i in range(events):
-        enqueued_ms = max(enqueued_ms, start_ms + int((i + r()) * step))
+        at = start_ms + int((i + r()) * step)
+        if at > enqueued_ms:  # the hub's clock never runs backwards within a partition
+            enqueued_ms = at
         kind = defects.next_kind() if defects is not None else None
         if kind is None:
             event, user = source.next_event(enqueued_ms)
             body = dumps(event)
             key = user.partition_key
-            properties = user.properties
+            properties = user.avro_properties
             if valid is not None:
                 valid.add(event["log_id"])
             if defects is not None:
                 defects.remember(body, event["log_id"], key)
         else:
             assert defects is not None
+            body, key, ids = _odd_record(kind, source, defects, enqueued_ms, rng)
             properties = {}
-            if kind == "duplicate_in_file":
-                body, log_id, key = rng.choice(defects.in_file)
-                ids = [log_id]
-            elif kind == "duplicate_across_files":
-                # A producer's retry sent without a key: it may land on any partition.
-                body, log_id = rng.choice(defects.earlier)
-                key, ids = None, [log_id]
-            elif kind in ("array_body", "ndjson_body"):
-                batch = [source.next_event(enqueued_ms) for _ in range(rng.randrange(2, 4))]
-                key = batch[0][1].partition_key
-                ids = [event["log_id"] for event, _ in batch]
-                if kind == "array_body":
-                    body = dumps([event for event, _ in batch])
-                else:
-                    body = b"\n".join(dumps(event) for event, _ in batch)
-            else:
-                event, user = source.next_event(enqueued_ms)
-                key = user.partition_key
-                ids = [event["log_id"]]
-                body = _defective_body(kind, event, enqueued_ms, rng)
-                if kind not in VALID_KINDS:
-                    ids = []
             if valid is not None:
                 valid.update(ids)
-        log.sequence_number += 1
+        sequence_number += 1
         # Offsets are byte positions in the partition log: body plus framing.
-        log.offset += len(body) + 96
+        offset += len(body) + 96
+        if enqueued_ms // 1000 != second:
+            second = enqueued_ms // 1000
+            enqueued_text = _dotnet_time(second)
         # Tuple notation names the union branch, which spares fastavro a branch search
         # per value (about 2 µs a record, a third of the write time).
         system: dict[str, tuple[str, int | str]] = {"x-opt-enqueued-time": ("long", enqueued_ms)}
         if key is not None:
             system["x-opt-partition-key"] = ("string", key)
         yield {
-            "SequenceNumber": log.sequence_number,
-            "Offset": str(log.offset),
-            "EnqueuedTimeUtc": _dotnet_time(enqueued_ms // 1000),
+            "SequenceNumber": sequence_number,
+            "Offset": str(offset),
+            "EnqueuedTimeUtc": enqueued_text,
             "SystemProperties": system,
             "Properties": properties,
             "Body": ("bytes", body),
         }
+    log.sequence_number, log.offset = sequence_number, offset
+
+
+def _odd_record(
+    kind: str, source: _EventSource, defects: _Defects, enqueued_ms: int, rng: random.Random
+) -> tuple[bytes, str | None, list[str]]:
+    """Body, partition key and valid log_ids of a record carrying a defect ``kind``."""
+    if kind == "duplicate_in_file":
+        body, log_id, key = rng.choice(defects.in_file)
+        return body, key, [log_id]
+    if kind == "duplicate_across_files":
+        # A producer's retry sent without a key: it may land on any partition.
+        body, log_id = rng.choice(defects.earlier)
+        return body, None, [log_id]
+    if kind in ("array_body", "ndjson_body"):
+        batch = [source.next_event(enqueued_ms) for _ in range(rng.randrange(2, 4))]
+        events = [event for event, _ in batch]
+        if kind == "array_body":
+            body = orjson.dumps(events)
+        else:
+            body = b"\n".join(orjson.dumps(event) for event in events)
+        return body, batch[0][1].partition_key, [event["log_id"] for event in events]
+    event, user = source.next_event(enqueued_ms)
+    event_id: str = event["log_id"]
+    body = _defective_body(kind, event, enqueued_ms, rng)
+    return body, user.partition_key, [event_id] if kind in VALID_KINDS else []
 
 
 def _truncate(data: bytes, sync_marker: bytes) -> bytes:

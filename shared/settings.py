@@ -16,9 +16,7 @@ from shared.errors import ConfigError
 
 # Azurite's published well-known development account.
 AZURITE_ACCOUNT = "devstoreaccount1"
-AZURITE_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 AZURITE_CONNECTION = (
     "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
     f"AccountKey={AZURITE_KEY};"
@@ -48,11 +46,19 @@ class Settings:
     """CHUNK_ROWS: rows decoded and validated per chunk; bounds memory on large files."""
     delta_commit_retries: int
     """DELTA_COMMIT_RETRIES: attempts at a Delta commit that conflicts with a concurrent writer."""
+    durable_hub_name: str = "tributary"
+    """DURABLE_HUB_NAME: the Durable task hub; host.json reads it as ``%DURABLE_HUB_NAME%``."""
+    operations_table: str = "operations"
+    """OPERATIONS_TABLE: Azure Table of orchestration start claims and maintenance records."""
+    backfill_concurrency: int = 8
+    """BACKFILL_CONCURRENCY: batches a backfill registers and starts at once."""
+    maintenance_schedule: str = "0 30 2 * * *"
+    """MAINTENANCE_SCHEDULE: NCRONTAB of the compaction/vacuum timer (host reads ``%...%``)."""
+    vacuum_retention_hours: int = 168
+    """VACUUM_RETENTION_HOURS: age of unreferenced Delta files that vacuum deletes."""
 
     @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] | None = None, local_settings: Path | None = None
-    ) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, local_settings: Path | None = None) -> Settings:
         """Read settings from ``env`` (default ``os.environ``) over ``local.settings.json``.
 
         Raises:
@@ -78,6 +84,11 @@ class Settings:
             large_file_bytes=_int(values, "LARGE_FILE_BYTES", 256 * 1024 * 1024),
             chunk_rows=_int(values, "CHUNK_ROWS", 100_000),
             delta_commit_retries=_int(values, "DELTA_COMMIT_RETRIES", 8),
+            durable_hub_name=values.get("DURABLE_HUB_NAME") or "tributary",
+            operations_table=values.get("OPERATIONS_TABLE") or "operations",
+            backfill_concurrency=max(1, _int(values, "BACKFILL_CONCURRENCY", 8)),
+            maintenance_schedule=values.get("MAINTENANCE_SCHEDULE") or "0 30 2 * * *",
+            vacuum_retention_hours=_int(values, "VACUUM_RETENTION_HOURS", 168),
         )
 
 
@@ -93,6 +104,11 @@ SETTING_NAMES = (
     "LARGE_FILE_BYTES",
     "CHUNK_ROWS",
     "DELTA_COMMIT_RETRIES",
+    "DURABLE_HUB_NAME",
+    "OPERATIONS_TABLE",
+    "BACKFILL_CONCURRENCY",
+    "MAINTENANCE_SCHEDULE",
+    "VACUUM_RETENTION_HOURS",
 )
 
 

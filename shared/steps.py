@@ -24,7 +24,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from shared.adapters.lake import WRITER_PROPERTIES, Lake
+from shared.adapters.lake import WRITER_PROPERTIES, Lake, scan_table, sql_in
 from shared.adapters.state import FINAL_STATES, BatchState, BatchStateStore, reached
 from shared.adapters.storage import Storage, is_remote, join
 from shared.contracts import CONTRACTS, USER_ACTIVITY, Contract
@@ -162,23 +162,33 @@ class Pipeline:
         self._ensure_tables(contract)
         bronze, quarantine = table_name("bronze", contract), table_name("quarantine", contract)
         bronze_app, quarantine_app = f"bronze:{ref.batch_id}", f"quarantine:{ref.batch_id}"
-        stamp = {"batch_id": ref.batch_id, "source": ref.source, "batch_time": _batch_time(batch)}
+        batch_time = _batch_time(batch)
         bronze_schema = medallion.bronze_schema(contract)
         quarantine_schema = medallion.quarantine_schema()
         tally = _Tally()
 
         def valid_batches() -> Iterator[pa.RecordBatch]:
             with self.storage.open(ref.source) as stream:
-                for chunk in decode.decode(
-                    stream, ref.source, contract, chunk_rows=self.settings.chunk_rows
-                ):
+                for chunk in decode.decode(stream, ref.source, contract, chunk_rows=self.settings.chunk_rows):
                     checked = validate(chunk, contract)
                     tally.add(chunk.height, checked.valid.height, checked.quarantined)
                     if not checked.quarantined.is_empty():
                         tally.quarantined_frames.append(
-                            medallion.with_batch(checked.quarantined, quarantine_schema, **stamp)
+                            medallion.with_batch(
+                                checked.quarantined,
+                                quarantine_schema,
+                                batch_id=ref.batch_id,
+                                source=ref.source,
+                                batch_time=batch_time,
+                            )
                         )
-                    rows = medallion.with_batch(checked.valid, bronze_schema, **stamp)
+                    rows = medallion.with_batch(
+                        checked.valid,
+                        bronze_schema,
+                        batch_id=ref.batch_id,
+                        source=ref.source,
+                        batch_time=batch_time,
+                    )
                     yield from rows.to_arrow().to_batches()
 
         arrow_schema = _arrow_schema(bronze_schema)
@@ -301,10 +311,7 @@ class Pipeline:
         def silver_scope() -> tuple[pl.LazyFrame, int]:
             dt = self.lake.open(silver)
             assert dt is not None
-            scan = pl.scan_pyarrow_dataset(
-                dt.to_pyarrow_dataset(partitions=[("event_date", "in", dates)])
-            )
-            return scan, dt.version()
+            return scan_table(dt, sql_in("event_date", dates)), dt.version()
 
         def daily() -> dict[str, Any]:
             scan, version = silver_scope()
@@ -313,15 +320,13 @@ class Pipeline:
 
         def region_daily() -> dict[str, Any]:
             scan, version = silver_scope()
-            fresh = medallion.region_daily_watch_time(
-                scan.join(regions.lazy(), on=["event_date", "region"])
-            )
+            fresh = medallion.region_daily_watch_time(scan.join(regions.lazy(), on=["event_date", "region"]))
             return self._merge_gold("region_daily_watch_time", fresh, version, batch_id)
 
         def user_totals() -> dict[str, Any]:
             dt = self.lake.open(gold_table("daily_user_watch_time"))
             assert dt is not None
-            scan = pl.scan_pyarrow_dataset(dt.to_pyarrow_dataset())
+            scan = scan_table(dt)
             fresh = medallion.user_watch_time(scan.join(users.lazy(), on="user_id"))
             return self._merge_gold("user_watch_time", fresh, dt.version(), batch_id)
 
@@ -353,7 +358,9 @@ class Pipeline:
             target_alias="t",
             writer_properties=WRITER_PROPERTIES,
             commit_properties=self.lake.commit_properties(app_id),
-        ).when_matched_update_all(predicate="s._source_version >= t._source_version").when_not_matched_insert_all().execute()
+        ).when_matched_update_all(
+            predicate="s._source_version >= t._source_version"
+        ).when_not_matched_insert_all().execute()
         return {"version": dt.version()}
 
     # -- failure and quarantine -----------------------------------------------------------
@@ -444,12 +451,14 @@ class Pipeline:
         self._tables_ready = True
 
     def _batch_rows(self, table: str, batch_id: str, dates: list[str] | None = None) -> pl.DataFrame:
-        partitions = [("event_date", "in", dates)] if dates else None
-        return self.lake.scan(table, partitions).filter(pl.col("_batch_id") == batch_id).collect()
+        """One batch's rows; each commit's files hold one batch, so statistics prune the rest."""
+        where = sql_in("_batch_id", [batch_id])
+        if dates:
+            where += " AND " + sql_in("event_date", dates)
+        return self.lake.scan(table, where).filter(pl.col("_batch_id") == batch_id).collect()
 
     def _count_batch_rows(self, table: str, batch_id: str, rows: pl.DataFrame) -> int:
         return self._batch_rows(table, batch_id, dates=_dates(rows, "event_date") or None).height
-
 
 
 class _Tally:

@@ -26,7 +26,9 @@ def azurite_connection(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         azurite.stop(process)
 
 
-def make_settings(connection: str, *, lake_uri: str, capture_uri: str, quarantine_uri: str, **extra: str) -> Settings:
+def make_settings(
+    connection: str, *, lake_uri: str, capture_uri: str, quarantine_uri: str, **extra: str
+) -> Settings:
     env = {
         "AzureWebJobsStorage": connection,
         "LAKE_URI": lake_uri,

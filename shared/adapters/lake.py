@@ -59,12 +59,18 @@ class Lake:
         except TableNotFoundError:
             return None
 
-    def scan(self, table: str, partitions: list[tuple[str, str, Any]] | None = None) -> pl.LazyFrame:
-        """A lazy scan of a table, pruned to ``partitions`` (delta-rs filter tuples)."""
+    def scan(self, table: str, where: str | None = None) -> pl.LazyFrame:
+        """A lazy scan of a table's latest version.
+
+        Args:
+            table: Table name, e.g. ``silver/user_activity``.
+            where: SQL predicate; files whose partition values or column statistics rule
+                it out are not read at all. Rows are not filtered by it: filter the frame.
+        """
         dt = self.open(table)
         if dt is None:
             raise TableNotFoundError(f"table {table} does not exist yet")
-        return pl.scan_pyarrow_dataset(dt.to_pyarrow_dataset(partitions=partitions))
+        return scan_table(dt, where)
 
     def ensure(self, table: str, schema: pa.Schema, partition_by: list[str] | None = None) -> None:
         """Create an empty table with ``schema`` unless one exists (safe to race)."""
@@ -151,6 +157,17 @@ class Lake:
                 log.warning("%s: commit conflict (attempt %d), retrying in %.2fs", what, attempt + 1, delay)
                 time.sleep(delay)
         raise AssertionError("unreachable")
+
+
+def scan_table(dt: DeltaTable, where: str | None = None) -> pl.LazyFrame:
+    """A lazy scan of one table version, reading only the files ``where`` may match."""
+    return pl.scan_pyarrow_dataset(dt.to_pyarrow_dataset(file_pruning_predicate=where))
+
+
+def sql_in(column: str, values: list[str]) -> str:
+    """``column IN ('a', 'b')`` with the values quoted as SQL string literals."""
+    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+    return f"{column} IN ({quoted})"
 
 
 def _is_conflict(exc: Exception) -> bool:

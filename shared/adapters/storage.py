@@ -144,9 +144,7 @@ class Storage:
                 digest = _file_digest(fh)
             return ObjectInfo(str(path.resolve()), path.stat().st_size, digest)
         loc = self.locate(uri)
-        props = _retry(
-            lambda: self.container(loc.container).get_blob_client(loc.path).get_blob_properties()
-        )
+        props = _retry(lambda: self.container(loc.container).get_blob_client(loc.path).get_blob_properties())
         return ObjectInfo(self.az_uri(loc), int(props.size), str(props.etag).strip('"'))
 
     def list(self, uri: str, suffixes: tuple[str, ...] = ()) -> Iterator[ObjectInfo]:
@@ -162,9 +160,7 @@ class Storage:
         container = self.container(loc.container)
         prefix = loc.path
         for blob in container.list_blobs(name_starts_with=prefix or None):
-            if prefix and not (
-                blob.name == prefix or prefix.endswith("/") or blob.name[len(prefix)] == "/"
-            ):
+            if prefix and not (blob.name == prefix or prefix.endswith("/") or blob.name[len(prefix)] == "/"):
                 continue
             if suffixes and not blob.name.endswith(suffixes):
                 continue
@@ -249,20 +245,20 @@ class Storage:
         if not self.is_emulator:
             self._rename_adls(src_loc, dst_loc)
             return
-        src = self.container(src_loc.container).get_blob_client(src_loc.path)
-        dst = self.container(dst_loc.container).get_blob_client(dst_loc.path)
+        src_blob = self.container(src_loc.container).get_blob_client(src_loc.path)
+        dst_blob = self.container(dst_loc.container).get_blob_client(dst_loc.path)
         try:
-            props = src.get_blob_properties()
+            props = src_blob.get_blob_properties()
         except ResourceNotFoundError:
-            if dst.exists():
+            if dst_blob.exists():
                 return
             raise
         # Same-account copy completes synchronously; check before deleting the source.
-        _retry(lambda: dst.start_copy_from_url(src.url, requires_sync=True))
-        copied = dst.get_blob_properties()
+        _retry(lambda: dst_blob.start_copy_from_url(src_blob.url, requires_sync=True))
+        copied = dst_blob.get_blob_properties()
         if copied.size != props.size:
             raise PipelineError(f"copy of {uri} to {destination} is incomplete")
-        _retry(lambda: src.delete_blob())
+        _retry(lambda: src_blob.delete_blob())
 
     def _rename_adls(self, src: BlobLocation, dst: BlobLocation) -> None:
         from azure.storage.filedatalake import DataLakeServiceClient
@@ -283,9 +279,14 @@ class _ChunkStream(io.RawIOBase):
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
         self._pending = memoryview(b"")
+        self._position = 0
 
     def readable(self) -> bool:
         return True
+
+    def tell(self) -> int:
+        # Readers such as fastavro record block offsets; the stream itself stays forward-only.
+        return self._position
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         while not self._pending:
@@ -296,6 +297,7 @@ class _ChunkStream(io.RawIOBase):
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
         self._pending = self._pending[n:]
+        self._position += n
         return n
 
 

@@ -38,16 +38,13 @@ USER_ACTIVITY = Contract(
         ),
         Expectation(
             "event_time_within_1_day_of_enqueued",
-            "event_time IS NULL OR _enqueued_time IS NULL"
-            " OR event_time <= _enqueued_time + INTERVAL '1 day'",
+            "event_time IS NULL OR _enqueued_time IS NULL OR event_time <= _enqueued_time + INTERVAL '1 day'",
         ),
         Expectation(
             "action_allowed",
             "action IN (" + ", ".join(f"'{a}'" for a in ACTIONS) + ")",
         ),
-        Expectation(
-            "content_id_required", "content_id IS NOT NULL AND LENGTH(TRIM(content_id)) > 0"
-        ),
+        Expectation("content_id_required", "content_id IS NOT NULL AND LENGTH(TRIM(content_id)) > 0"),
         Expectation(
             "watch_time_sec_is_number",
             "_raw_watch_time_sec IS NOT NULL AND watch_time_sec IS NOT NULL",

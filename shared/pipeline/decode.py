@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, cast
 
 import fastavro
 import orjson
@@ -121,7 +121,7 @@ def detect(head: bytes, name: str) -> tuple[Format, bool]:
 
 
 def _open_format(stream: BinaryIO, name: str) -> tuple[Format, BinaryIO, bool]:
-    buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream)  # type: ignore[arg-type]
+    buffered: Any = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(cast(Any, stream))
     head = buffered.peek(64)[:64]
     if not head:
         return "avro", buffered, False  # a zero-byte file: empty whatever it claims to be
@@ -173,7 +173,9 @@ def _avro_blocks(fh: BinaryIO, name: str, reader_schema: Any = None) -> fastavro
         reader = fastavro.block_reader(fh, reader_schema=reader_schema)
     except Exception as exc:
         schema_error = "schema" in str(exc).lower() or "resolv" in str(exc).lower()
-        reason = f"avro: not an Event Hubs Capture schema ({exc})" if schema_error else f"avro: bad header ({exc})"
+        reason = (
+            f"avro: not an Event Hubs Capture schema ({exc})" if schema_error else f"avro: bad header ({exc})"
+        )
         raise QuarantinedFile(name, reason) from exc
     _check_capture_schema(reader.writer_schema, name)
     return reader
@@ -235,7 +237,8 @@ def _decode_avro(
     reader = _avro_blocks(fh, name, _PARSED_CAPTURE)
     try:
         for block in reader:
-            for record in block:
+            for message in block:
+                record = cast(dict[str, Any], message)
                 builder.add_body(
                     record["Body"],
                     record["SequenceNumber"],
@@ -282,9 +285,7 @@ def _parquet_file(fh: BinaryIO, name: str) -> pq.ParquetFile:
         raise QuarantinedFile(name, f"parquet: {exc}") from exc
 
 
-def _decode_parquet(
-    fh: BinaryIO, name: str, contract: Contract, chunk_rows: int
-) -> Iterator[pl.DataFrame]:
+def _decode_parquet(fh: BinaryIO, name: str, contract: Contract, chunk_rows: int) -> Iterator[pl.DataFrame]:
     pfile = _parquet_file(fh, name)
     row = 0
     try:
@@ -339,9 +340,7 @@ def _epoch_ms(value: Any) -> int | None:
 
 
 # -- CSV and NDJSON --------------------------------------------------------------------------
-def _decode_csv(
-    fh: BinaryIO, name: str, contract: Contract, chunk_rows: int
-) -> Iterator[pl.DataFrame]:
+def _decode_csv(fh: BinaryIO, name: str, contract: Contract, chunk_rows: int) -> Iterator[pl.DataFrame]:
     header_line = fh.readline()
     if not header_line.strip():
         return
@@ -369,9 +368,7 @@ def _decode_csv(
         raise QuarantinedFile(name, f"csv: {exc} after line {row}") from exc
 
 
-def _decode_ndjson(
-    fh: BinaryIO, name: str, contract: Contract, chunk_rows: int
-) -> Iterator[pl.DataFrame]:
+def _decode_ndjson(fh: BinaryIO, name: str, contract: Contract, chunk_rows: int) -> Iterator[pl.DataFrame]:
     builder = _ChunkBuilder(contract)
     for line_no, line in enumerate(fh, start=1):
         if not line.strip():
@@ -458,9 +455,7 @@ class _ChunkBuilder:
         events = parse_body(body, strict_single=strict_single)
         row = self.sources
         if events is None:
-            self._append(
-                None, _body_text(body), True, sequence_number, offset, enqueued_ms, partition, row
-            )
+            self._append(None, _body_text(body), True, sequence_number, offset, enqueued_ms, partition, row)
         elif len(events) == 1:
             self._append(
                 events[0], _body_text(body), False, sequence_number, offset, enqueued_ms, partition, row

@@ -68,17 +68,13 @@ def _checks(contract: Contract) -> tuple[tuple[str, pl.Expr], ...]:
 def validate(parsed: pl.DataFrame, contract: Contract) -> Validated:
     """Split a parsed chunk into valid and quarantined rows."""
     checks = _checks(contract)
-    failed = pl.concat_list(
-        [pl.when(~check).then(pl.lit(name)) for name, check in checks]
-    ).list.drop_nulls()
+    failed = pl.concat_list([pl.when(~check).then(pl.lit(name)) for name, check in checks]).list.drop_nulls()
     failed = (
         pl.when(pl.col("_malformed"))
         .then(pl.lit([MALFORMED_BODY], dtype=pl.List(pl.String)))
         .otherwise(failed)
     )
-    checked = parsed.with_columns(typed_columns(contract)).with_columns(
-        failed.alias("failed_expectations")
-    )
+    checked = parsed.with_columns(typed_columns(contract)).with_columns(failed.alias("failed_expectations"))
     is_valid = pl.col("failed_expectations").list.len() == 0
     lineage = [c for c in parsed.columns if c.startswith("_") and c not in ("_raw", "_malformed")]
     typed = {f.name for f in contract.fields if f.type != "string"}

@@ -26,7 +26,9 @@ from shared.pipeline.decode import concat, decode, partition_of, probe
 ENQUEUED = dt.datetime(2026, 11, 21, 10, 0, 0, tzinfo=dt.UTC)
 
 
-def decoded(data: bytes, name: str = "ns/eh/3/2026/11/21/10/00/00.avro", chunk_rows: int = 1000) -> pl.DataFrame:
+def decoded(
+    data: bytes, name: str = "ns/eh/3/2026/11/21/10/00/00.avro", chunk_rows: int = 1000
+) -> pl.DataFrame:
     return concat(decode(io.BytesIO(data), name, USER_ACTIVITY, chunk_rows=chunk_rows))
 
 
@@ -49,8 +51,10 @@ def test_real_capture_files_decode_with_lineage(real_world: Path) -> None:
         assert frame.get_column("_enqueued_time").null_count() == 0
         # None of these carry user-activity fields: everything they hold is rescued, not lost.
         assert frame.get_column("_rescued_data").null_count() == 0
-    billing = decoded((real_world / "capture" / "metered-billing_p9--2022-12-09--16-50-12.avro").read_bytes(),
-                      "metered-billing_p9--2022-12-09--16-50-12.avro")
+    billing = decoded(
+        (real_world / "capture" / "metered-billing_p9--2022-12-09--16-50-12.avro").read_bytes(),
+        "metered-billing_p9--2022-12-09--16-50-12.avro",
+    )
     assert billing.get_column("_partition").to_list() == ["9"]
     assert billing.get_column("_enqueued_time").to_list() == [dt.datetime(2022, 12, 9, 16, 51, 25, 193000)]
     old = decoded((real_world / "capture" / "bluefrog_SampleData_05.avro").read_bytes(), "05.avro")
@@ -83,8 +87,14 @@ def test_every_body_form_decodes(codec: str, variant: str) -> None:
 
 def test_values_keep_their_text_and_extras_are_rescued() -> None:
     body = orjson.dumps(
-        {"log_id": "a", "watch_time_sec": 12.5, "event_time": 1763719200000, "device": None,
-         "app_version": "5.2.1", "experiment": {"id": 7}}
+        {
+            "log_id": "a",
+            "watch_time_sec": 12.5,
+            "event_time": 1763719200000,
+            "device": None,
+            "app_version": "5.2.1",
+            "experiment": {"id": 7},
+        }
     )
     row = decoded(capture([body])).row(0, named=True)
     assert row["watch_time_sec"] == "12.5"
@@ -96,7 +106,10 @@ def test_values_keep_their_text_and_extras_are_rescued() -> None:
 def test_chunks_are_bounded_and_rows_numbered_across_chunks() -> None:
     events = clean_events(50, seed=2)
     data = write_capture(
-        [capture_record(orjson.dumps(e), sequence_number=i, offset=i, enqueued=ENQUEUED) for i, e in enumerate(events)],
+        [
+            capture_record(orjson.dumps(e), sequence_number=i, offset=i, enqueued=ENQUEUED)
+            for i, e in enumerate(events)
+        ],
         sync_interval=200,
     )
     chunks = list(decode(io.BytesIO(data), "x.avro", USER_ACTIVITY, chunk_rows=10))
@@ -115,7 +128,10 @@ def test_empty_capture_file_has_no_records() -> None:
 def test_truncated_capture_file_is_quarantined_with_the_block() -> None:
     events = clean_events(200, seed=3)
     data = write_capture(
-        [capture_record(orjson.dumps(e), sequence_number=i, offset=i, enqueued=ENQUEUED) for i, e in enumerate(events)],
+        [
+            capture_record(orjson.dumps(e), sequence_number=i, offset=i, enqueued=ENQUEUED)
+            for i, e in enumerate(events)
+        ],
         sync_interval=2000,
     )
     cut = data[: len(data) * 2 // 3]
@@ -127,10 +143,15 @@ def test_truncated_capture_file_is_quarantined_with_the_block() -> None:
 
 def test_corrupt_sync_marker_is_named() -> None:
     events = clean_events(100, seed=4)
-    data = bytearray(write_capture(
-        [capture_record(orjson.dumps(e), sequence_number=i, offset=i, enqueued=ENQUEUED) for i, e in enumerate(events)],
-        sync_interval=1000,
-    ))
+    data = bytearray(
+        write_capture(
+            [
+                capture_record(orjson.dumps(e), sequence_number=i, offset=i, enqueued=ENQUEUED)
+                for i, e in enumerate(events)
+            ],
+            sync_interval=1000,
+        )
+    )
     marker = bytes(data[-16:])
     second = data.find(marker, data.find(marker) + 16)  # end of the first data block
     data[second] ^= 0xFF

@@ -28,12 +28,13 @@ def failures(**changes: Any) -> list[str]:
     """The expectations one row fails, after applying ``changes`` to a good row."""
     row = {**GOOD, **changes}
     schema = parsed_schema(USER_ACTIVITY)
-    record = {name: None for name in schema}
+    record: dict[str, Any] = {name: None for name in schema}
     record.update({k: row.get(k) for k in USER_ACTIVITY.field_names})
     record.update(_raw="{}", _malformed=False, _row=0, _sequence_number=0, _offset="0")
-    frame = pl.DataFrame([record], schema={k: v for k, v in schema.items() if k != "_enqueued_time"} | {"_enqueued_time": pl.String}).with_columns(
-        pl.col("_enqueued_time").fill_null(ENQUEUED).str.to_datetime("%Y-%m-%dT%H:%M:%S")
-    )
+    frame = pl.DataFrame(
+        [record],
+        schema={k: v for k, v in schema.items() if k != "_enqueued_time"} | {"_enqueued_time": pl.String},
+    ).with_columns(pl.col("_enqueued_time").fill_null(ENQUEUED).str.to_datetime("%Y-%m-%dT%H:%M:%S"))
     result = validate(frame.select(list(schema)), USER_ACTIVITY)
     if result.valid.height:
         return []

@@ -1,0 +1,1 @@
+"""Spark jobs for the large-file route, compiled from the same contracts (a later issue)."""

@@ -1,0 +1,207 @@
+"""End to end on Azurite: a defect-laden day through bronze, quarantine, silver and gold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from shared.adapters.state import BatchState
+from shared.adapters.storage import join
+from shared.contracts import USER_ACTIVITY
+from shared.generator import GeneratedFile, generate_day
+from shared.pipeline.medallion import GOLD_KEYS, gold_from_scratch
+from shared.settings import Settings
+from shared.steps import Pipeline
+
+pytestmark = pytest.mark.azurite
+
+BUSINESS_SILVER = [
+    "log_id",
+    "user_id",
+    "event_time",
+    "event_date",
+    "action",
+    "content_id",
+    "watch_time_sec",
+    "ip_address",
+    "device",
+    "country",
+    "region",
+]
+TABLES = [
+    "bronze/user_activity",
+    "quarantine/user_activity",
+    "silver/user_activity",
+    "gold/user_watch_time",
+    "gold/daily_user_watch_time",
+    "gold/region_daily_watch_time",
+]
+
+
+@dataclass
+class Day:
+    pipeline: Pipeline
+    files: list[GeneratedFile]
+    uris: list[str]
+
+
+def land(settings: Settings, *, files: int = 8, events: int = 150, seed: int = 11) -> Day:
+    pipeline = Pipeline(settings)
+    generated = list(generate_day(files=files, events_per_file=events, defect_rate=0.1, seed=seed))
+    uris = []
+    for f in generated:
+        uri = join(settings.capture_uri, f.path)
+        pipeline.storage.write(uri, f.data)
+        uris.append(uri)
+    return Day(pipeline, generated, uris)
+
+
+def ingest(day: Day, order: list[int] | None = None) -> list[BatchState]:
+    return [day.pipeline.run(day.uris[i]) for i in (order or range(len(day.uris)))]
+
+
+def table(pipeline: Pipeline, name: str) -> pl.DataFrame:
+    return pipeline.lake.scan(name).collect()
+
+
+def snapshot(pipeline: Pipeline) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for name in TABLES:
+        dt = pipeline.lake.open(name)
+        assert dt is not None
+        frame = table(pipeline, name)
+        out[name] = (
+            dt.version(),
+            frame.sort(
+                [*frame.columns[:1], "_batch_id"] if "_batch_id" in frame.columns else frame.columns[:2]
+            ).rows(),
+        )
+    out["states"] = sorted((b.to_dict() for b in pipeline.states.list()), key=lambda d: str(d["batch_id"]))
+    return out
+
+
+def assert_day_landed(day: Day, batches: list[BatchState]) -> None:
+    pipeline = day.pipeline
+    by_kind = {f.kind: b for f, b in zip(day.files, batches, strict=True)}
+    assert by_kind["empty"].state == "EMPTY"
+    truncated = by_kind["truncated"]
+    assert truncated.state == "QUARANTINED"
+    assert truncated.error and truncated.error.startswith("avro: ")
+    for f, b in zip(day.files, batches, strict=True):
+        if f.kind != "capture":
+            continue
+        assert b.state == "GOLD_DONE", (b.state, b.error)
+        c = b.counts
+        assert c["rows_in"] == c["rows_valid"] + c["rows_quarantined"] > 0
+        assert c["rows_valid"] == c["silver_inserted"] + c["duplicates_dropped"]
+        assert sum(c["quarantined_by_expectation"].values()) >= c["rows_quarantined"]
+
+    silver = table(pipeline, "silver/user_activity")
+    expected = set().union(*(f.valid_log_ids for f in day.files if f.kind == "capture"))
+    assert silver.get_column("log_id").n_unique() == silver.height
+    assert set(silver.get_column("log_id")) == expected
+
+    bronze = table(pipeline, "bronze/user_activity")
+    quarantine = table(pipeline, "quarantine/user_activity")
+    total_in = sum(b.counts.get("rows_in", 0) for b in batches)
+    assert bronze.height + quarantine.height == total_in
+    assert quarantine.get_column("failed_expectations").list.len().min() >= 1  # type: ignore[operator]
+
+    scratch = gold_from_scratch(silver)
+    for name, keys in GOLD_KEYS.items():
+        gold = table(pipeline, f"gold/{name}").drop("_source_version").sort(list(keys))
+        reference = scratch[name].select(gold.columns).sort(list(keys))
+        assert_frame_equal(gold, reference, check_exact=False, rel_tol=1e-9, check_dtypes=False)
+
+
+@pytest.mark.parametrize("where", ["local", "azurite"])
+def test_defect_laden_day_lands_balanced(where: str, request: pytest.FixtureRequest) -> None:
+    settings = request.getfixturevalue("local_settings" if where == "local" else "azure_settings")
+    day = land(settings)
+    batches = ingest(day)
+    assert_day_landed(day, batches)
+    # Every kind of defect the generator injects was seen and named.
+    reasons: set[str] = set()
+    for b in batches:
+        reasons |= set(b.counts.get("quarantined_by_expectation", {}))
+    assert reasons == {"malformed_body"} | {e.name for e in USER_ACTIVITY.expectations}
+    assert sum(b.counts.get("duplicates_dropped", 0) for b in batches) > 0
+
+
+def test_reingesting_the_same_files_changes_nothing(local_settings: Settings) -> None:
+    day = land(local_settings, files=6, events=100)
+    ingest(day)
+    before = snapshot(day.pipeline)
+    # The truncated file was moved to quarantine; its second delivery no longer exists there.
+    again = [i for i, f in enumerate(day.files) if f.kind != "truncated"]
+    ingest(day, again)
+    assert snapshot(day.pipeline) == before
+
+
+def test_another_order_gives_the_same_business_rows(
+    local_settings: Settings, azurite_connection: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from tests.conftest import make_settings
+
+    first = land(local_settings, files=6, events=100, seed=5)
+    ingest(first)
+    root = tmp_path_factory.mktemp("reordered")
+    other_settings = make_settings(
+        azurite_connection,
+        lake_uri=str(root / "lake"),
+        capture_uri=str(root / "capture"),
+        quarantine_uri=str(root / "q"),
+    )
+    second = land(other_settings, files=6, events=100, seed=5)
+    ingest(second, list(reversed(range(len(second.uris)))))
+    for name in [
+        "silver/user_activity",
+        "gold/user_watch_time",
+        "gold/daily_user_watch_time",
+        "gold/region_daily_watch_time",
+    ]:
+        a, b = table(first.pipeline, name), table(second.pipeline, name)
+        columns = (
+            BUSINESS_SILVER if name.startswith("silver") else [c for c in a.columns if c != "_source_version"]
+        )
+        assert_frame_equal(
+            a.select(columns).sort(columns[:2]),
+            b.select(columns).sort(columns[:2]),
+            check_exact=False,
+            rel_tol=1e-9,
+        )
+
+
+def test_unreadable_file_is_moved_to_quarantine(azure_settings: Settings) -> None:
+    pipeline = Pipeline(azure_settings)
+    uri = join(azure_settings.capture_uri, "ns/eh/0/2026/11/21/10/00/00.avro")
+    pipeline.storage.write(uri, b"Obj\x01 this is not really avro")
+    batch = pipeline.run(uri)
+    assert batch.state == "QUARANTINED"
+    assert batch.error and batch.error.startswith("avro: bad header")
+    moved = join(azure_settings.quarantine_uri, "ns/eh/0/2026/11/21/10/00/00.avro")
+    assert pipeline.storage.read_bytes(moved) == b"Obj\x01 this is not really avro"
+    assert not list(pipeline.storage.list(azure_settings.capture_uri))
+    # A redelivered event for the moved file maps to the same batch and stays quarantined.
+    assert pipeline.states.get("user_activity", batch.batch_id) is not None
+
+
+def test_not_a_known_format(local_settings: Settings) -> None:
+    pipeline = Pipeline(local_settings)
+    uri = join(local_settings.capture_uri, "drop/readme.bin")
+    pipeline.storage.write(uri, b"\x00\x01\x02 binary")
+    batch = pipeline.run(uri)
+    assert (batch.state, batch.error) == ("QUARANTINED", "not a known format")
+
+
+def test_empty_capture_file_touches_no_table(local_settings: Settings) -> None:
+    day = land(local_settings, files=4, events=50)
+    ingest(day, [i for i, f in enumerate(day.files) if f.kind == "capture"])
+    versions = {t: day.pipeline.lake.open(t).version() for t in TABLES}  # type: ignore[union-attr]
+    empty = next(i for i, f in enumerate(day.files) if f.kind == "empty")
+    batch = day.pipeline.run(day.uris[empty])
+    assert batch.state == "EMPTY"
+    assert {t: day.pipeline.lake.open(t).version() for t in TABLES} == versions  # type: ignore[union-attr]
