@@ -127,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
 
 # -- commands ---------------------------------------------------------------------------------
 def _generate(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = _settings()
     written = write_generated(
         Storage(settings.storage_connection),
         args.out,
@@ -166,7 +166,7 @@ def write_generated(
 def _ingest(args: argparse.Namespace) -> int:
     from shared.steps import Pipeline
 
-    settings = Settings.from_env()
+    settings = _settings()
     pipeline = Pipeline(settings)
     files = list(expand_sources(pipeline.storage, args.sources))
     if not files:
@@ -219,7 +219,7 @@ def _batch_id(info: ObjectInfo) -> str:
 def _batches(args: argparse.Namespace) -> int:
     from shared.adapters.state import BatchStateStore
 
-    settings = Settings.from_env()
+    settings = _settings()
     store = BatchStateStore(settings.storage_connection, settings.state_table)
     batches = sorted(
         store.list(state=args.state), key=lambda b: b.transitions[0]["at"] if b.transitions else ""
@@ -239,7 +239,7 @@ def batch_table(batches: list[BatchState]) -> str:
         {
             "batch": b.batch_id[:12],
             "state": b.state,
-            "source": _short(b.source),
+            "source": _short(b.source, 34),
             "rows_in": b.counts.get("rows_in", 0),
             "valid": b.counts.get("rows_valid", 0),
             "quarantined": b.counts.get("rows_quarantined", 0),
@@ -257,7 +257,7 @@ def batch_table(batches: list[BatchState]) -> str:
 def _show(args: argparse.Namespace) -> int:
     from shared.adapters.lake import Lake
 
-    settings = Settings.from_env()
+    settings = _settings()
     lake = Lake(settings)
     table = TABLES[args.table]
     dt = lake.open(table)
@@ -277,7 +277,7 @@ def _show(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from shared.steps import Pipeline
 
-    settings = Settings.from_env()
+    settings = _settings()
     pipeline = Pipeline(settings)
     started = time.monotonic()
     print(f"1/3 generating {args.files} Capture files into {settings.capture_uri} ...")
@@ -348,10 +348,15 @@ def summary(pipeline: Any) -> str:
 def _events(args: argparse.Namespace) -> int:
     from shared.events import post_events
 
-    settings = Settings.from_env()
+    settings = _settings()
     posted = post_events(settings, args.prefix or settings.capture_uri, args.url, args.function_name)
     print(f"posted {posted} events")
     return 0
+
+
+def _settings() -> Settings:
+    # Local commands talk to Azurite's default ports unless told otherwise.
+    return Settings.from_env(defaults={"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
 
 
 # -- output helpers ---------------------------------------------------------------------------

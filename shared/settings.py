@@ -58,13 +58,23 @@ class Settings:
     """VACUUM_RETENTION_HOURS: age of unreferenced Delta files that vacuum deletes."""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, local_settings: Path | None = None) -> Settings:
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        local_settings: Path | None = None,
+        defaults: Mapping[str, str] | None = None,
+    ) -> Settings:
         """Read settings from ``env`` (default ``os.environ``) over ``local.settings.json``.
+
+        Args:
+            env: Values to read instead of the process environment (tests).
+            local_settings: Path of a Core Tools settings file (default ./local.settings.json).
+            defaults: Values used only when neither source sets them (the CLI's Azurite).
 
         Raises:
             ConfigError: a value is missing or malformed.
         """
-        values: dict[str, str] = {}
+        values: dict[str, str] = dict(defaults or {})
         path = local_settings if local_settings is not None else Path("local.settings.json")
         if env is None and path.is_file():
             values.update(_local_settings_values(path))

@@ -1,0 +1,55 @@
+"""Config in one place: every setting is typed, listed for local runs and set in infra."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shared.errors import ConfigError
+from shared.settings import AZURITE_CONNECTION, SETTING_NAMES, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_setting_is_listed_in_local_settings_example() -> None:
+    example = json.loads((ROOT / "local.settings.example.json").read_text())
+    assert set(SETTING_NAMES) <= set(example["Values"])
+    assert example["Values"]["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"
+    assert example["Values"]["FUNCTIONS_WORKER_RUNTIME"] == "python"
+
+
+def test_every_setting_is_set_in_infra() -> None:
+    bicep = "\n".join(p.read_text() for p in (ROOT / "infra").rglob("*.bicep"))
+    missing = [name for name in SETTING_NAMES if name not in bicep]
+    assert not missing
+
+
+def test_environment_wins_over_local_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "local.settings.json"
+    path.write_text(
+        json.dumps(
+            {
+                "Values": {
+                    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+                    "LAKE_URI": "az://from-file",
+                    "CHUNK_ROWS": "5",
+                }
+            }
+        )
+    )
+    monkeypatch.setenv("LAKE_URI", "az://from-env")
+    monkeypatch.delenv("AzureWebJobsStorage", raising=False)
+    monkeypatch.delenv("STORAGE_CONNECTION", raising=False)
+    settings = Settings.from_env(local_settings=path)
+    assert settings.lake_uri == "az://from-env"
+    assert settings.chunk_rows == 5
+    assert settings.storage_connection == AZURITE_CONNECTION
+
+
+def test_bad_values_fail_clearly() -> None:
+    with pytest.raises(ConfigError, match="STORAGE_CONNECTION"):
+        Settings.from_env({})
+    with pytest.raises(ConfigError, match="CHUNK_ROWS must be an integer"):
+        Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "CHUNK_ROWS": "many"})
