@@ -118,9 +118,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Find Capture blobs under CAPTURE_URI (or --prefix) and POST Event Grid "
         "BlobCreated events to the local Functions host's Event Grid webhook.",
     )
-    events.add_argument("--prefix", help="az://container/prefix (default CAPTURE_URI)")
-    events.add_argument("--url", default="http://localhost:7071/runtime/webhooks/EventGrid")
-    events.add_argument("--function-name", default="capture_file_created")
+    events.add_argument("--prefix", help="az://container/prefix, or a path under CAPTURE_URI (default: all)")
+    events.add_argument("--url", default=None, help="Functions host base URL (default http://localhost:7071)")
+    events.add_argument("--function-name", default=None, help="Event Grid trigger function name")
     events.set_defaults(run=_events)
     return parser
 
@@ -346,10 +346,15 @@ def summary(pipeline: Any) -> str:
 
 
 def _events(args: argparse.Namespace) -> int:
-    from shared.events import post_events
+    from shared.events import DEFAULT_HOST_URL, EVENT_FUNCTION, post_events
 
     settings = _settings()
-    posted = post_events(settings, args.prefix or settings.capture_uri, args.url, args.function_name)
+    posted = post_events(
+        settings,
+        args.prefix,
+        args.url or DEFAULT_HOST_URL,
+        args.function_name or EVENT_FUNCTION,
+    )
     print(f"posted {posted} events")
     return 0
 

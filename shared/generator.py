@@ -22,7 +22,6 @@ import datetime as dt
 import io
 import ipaddress
 import math
-import os
 import random
 import time
 from bisect import bisect
@@ -47,6 +46,8 @@ __all__ = [
     "VALID_KINDS",
     "CaptureRecord",
     "Codec",
+    "Event",
+    "FileKind",
     "GeneratedFile",
     "PropertiesVariant",
     "capture_path",
@@ -183,7 +184,7 @@ def write_capture(
         properties_variant: ``nullable`` lets ``Properties`` values be null (current
             Capture schema); ``classic`` is the older schema without null.
         sync_interval: Uncompressed bytes per Avro block.
-        sync_marker: The 16 bytes that end the header and every block; random if None.
+        sync_marker: The 16 bytes that end the header and every block; a fixed default.
 
     Returns:
         The Avro file's bytes.
@@ -196,6 +197,11 @@ def write_capture(
     if properties_variant not in ("nullable", "classic"):
         raise ValueError(f"properties_variant must be 'nullable' or 'classic', not {properties_variant!r}")
     return _avro(records, codec, properties_variant, sync_interval, sync_marker)
+
+
+# Fixed so the same records always give the same bytes. Capture picks a random marker per
+# file, which no reader depends on.
+_SYNC_MARKER: Final = bytes.fromhex("5d1f0c6a9e2b47d38a64f1c07b92e4a1")
 
 
 def _avro(
@@ -212,8 +218,10 @@ def _avro(
         records,
         codec=codec,
         sync_interval=sync_interval,
-        # Random when not given, as in real Capture files.
-        sync_marker=sync_marker if sync_marker is not None else os.urandom(16),
+        sync_marker=sync_marker if sync_marker is not None else _SYNC_MARKER,
+        # zlib's default level doubles the write time of a big file for ~10% fewer bytes;
+        # readers cannot tell the difference.
+        codec_compression_level=1 if codec == "deflate" else None,
     )
     return out.getvalue()
 
@@ -225,7 +233,7 @@ def capture_record(
     offset: int,
     enqueued: dt.datetime,
     partition_key: str | None = None,
-    properties: dict[str, PropertyValue] | None = None,
+    properties: Mapping[str, PropertyValue] | None = None,
 ) -> CaptureRecord:
     """Build one Capture record the way Event Hubs fills it in.
 
@@ -547,7 +555,7 @@ class _Session:
         # Device-to-hub latency: log-uniform from 0.2 s to 4 minutes.
         self.lag_ms = int(200 * 1200 ** r())
         # Mostly short sessions, a few long ones with many pauses and seeks.
-        self.steps = int(r() * r() * 24)
+        self.steps = int(r() * r() * 32)
         self.last_ms = -1
         # A session already running when the window opened starts mid-stream, so
         # windows do not all begin with a burst of plays.
@@ -568,11 +576,6 @@ class _EventSource:
         # About 45 s between two events of one session; bounded so huge files stay cheap.
         concurrent = max(4, min(4096, events * 45_000 // max(window_ms, 1)))
         self._sessions = [_Session(world, r, partition, resumed=r() < 0.7) for _ in range(concurrent)]
-
-    def log_id(self) -> str:
-        """A random version-4 UUID string (the uuid module is 3x slower here)."""
-        h = (self._bits(128) & _UUID_CLEAR | _UUID_SET).to_bytes(16).hex()
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def next_event(self, enqueued_ms: int) -> tuple[Event, _User]:
         """The next valid event, enqueued at ``enqueued_ms``, and the user who sent it."""
@@ -604,16 +607,17 @@ class _EventSource:
                 action, s.position = "seek", r() * s.duration
             s.steps -= 1
         s.last_ms = event_ms
-        second, milli = divmod(event_ms, 1000)
         scale = s.scale
         if scale == 1:  # set-top boxes: whole seconds everywhere
-            event_time = _iso_second(second) + "Z"
+            event_time = _iso_second(event_ms // 1000) + "Z"
             watch: float = int(s.position)
         else:
-            event_time = f"{_iso_second(second)}.{milli:03d}Z"
+            event_time = _iso_z(event_ms)
             watch = int(s.position * scale) / scale
+        # A version-4 UUID, formatted by hand: the uuid module costs 3x as much.
+        h = (self._bits(128) & _UUID_CLEAR | _UUID_SET).to_bytes(16).hex()
         event: Event = {
-            "log_id": self.log_id(),
+            "log_id": f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}",
             "user_id": s.user.user_id,
             "event_time": event_time,
             "action": action,
@@ -640,17 +644,20 @@ class _Defects:
     probability ``rate``.
     """
 
-    def __init__(self, rng: random.Random, rate: float, records: int) -> None:
+    def __init__(
+        self, rng: random.Random, rate: float, records: int, kinds: tuple[str, ...] = DEFECT_KINDS
+    ) -> None:
         self._random = rng.random
         self._rng = rng
         self._rate = rate
-        self._pending = list(DEFECT_KINDS)
-        count = len(DEFECT_KINDS)
-        self._due = [(k + 1) * records // (count + 1) for k in range(count)]
+        self._kinds = kinds
+        self._pending = list(kinds)
+        self._due = [(k + 1) * records // (len(kinds) + 1) for k in range(len(kinds))]
         self._seen = 0
-        self.in_file: list[tuple[bytes, str, str | None]] = []
+        # (body, its valid log_ids, partition key) of records with only valid events
+        self.in_file: list[tuple[bytes, list[str], str | None]] = []
         self._ring = 0
-        self.earlier: list[tuple[bytes, str]] = []
+        self.earlier: list[tuple[bytes, list[str]]] = []
 
     def _feasible(self, kind: str) -> bool:
         if kind == "duplicate_in_file":
@@ -663,27 +670,28 @@ class _Defects:
         seen = self._seen
         self._seen += 1
         pending = self._pending
-        if pending and seen >= self._due[len(DEFECT_KINDS) - len(pending)]:
+        if pending and seen >= self._due[len(self._kinds) - len(pending)]:
             for j, kind in enumerate(pending):
                 if self._feasible(kind):
                     del pending[j]
                     return kind
         if self._random() < self._rate:
-            kind = self._rng.choice([k for k in DEFECT_KINDS if self._feasible(k)])
+            kind = self._rng.choice([k for k in self._kinds if self._feasible(k)])
             if kind in pending:
                 pending.remove(kind)
             return kind
         return None
 
-    def remember(self, body: bytes, log_id: str, partition_key: str | None) -> None:
+    def remember(self, body: bytes, log_ids: list[str], partition_key: str | None) -> None:
+        """Keep a record with only valid events as a candidate for re-sending."""
         if len(self.in_file) < 64:
-            self.in_file.append((body, log_id, partition_key))
+            self.in_file.append((body, log_ids, partition_key))
         else:
-            self.in_file[self._ring] = (body, log_id, partition_key)
+            self.in_file[self._ring] = (body, log_ids, partition_key)
             self._ring = (self._ring + 1) % 64
 
     def end_file(self) -> None:
-        self.earlier.extend((body, log_id) for body, log_id, _ in self.in_file)
+        self.earlier.extend((body, log_ids) for body, log_ids, _ in self.in_file)
         if len(self.earlier) > 256:
             self.earlier = self._rng.sample(self.earlier, 256)
         self.in_file.clear()
@@ -800,13 +808,15 @@ def _records(
             if valid is not None:
                 valid.add(event["log_id"])
             if defects is not None:
-                defects.remember(body, event["log_id"], key)
+                defects.remember(body, [event["log_id"]], key)
         else:
             assert defects is not None
             body, key, ids = _odd_record(kind, source, defects, enqueued_ms, rng)
             properties = {}
             if valid is not None:
                 valid.update(ids)
+            if ids:  # odd but valid records get re-sent too, or a rate of 1 could never duplicate
+                defects.remember(body, ids, key)
         sequence_number += 1
         # Offsets are byte positions in the partition log: body plus framing.
         offset += len(body) + 96
@@ -834,19 +844,19 @@ def _odd_record(
 ) -> tuple[bytes, str | None, list[str]]:
     """Body, partition key and valid log_ids of a record carrying a defect ``kind``."""
     if kind == "duplicate_in_file":
-        body, log_id, key = rng.choice(defects.in_file)
-        return body, key, [log_id]
+        body, ids, key = rng.choice(defects.in_file)
+        return body, key, ids
     if kind == "duplicate_across_files":
         # A producer's retry sent without a key: it may land on any partition.
-        body, log_id = rng.choice(defects.earlier)
-        return body, None, [log_id]
+        body, ids = rng.choice(defects.earlier)
+        return body, None, ids
     if kind in ("array_body", "ndjson_body"):
         batch = [source.next_event(enqueued_ms) for _ in range(rng.randrange(2, 4))]
         events = [event for event, _ in batch]
         if kind == "array_body":
             body = orjson.dumps(events)
         else:
-            body = b"\n".join(orjson.dumps(event) for event in events)
+            body = b"\n".join(orjson.dumps(event) for event in events) + rng.choice((b"", b"\n"))
         return body, batch[0][1].partition_key, [event["log_id"] for event in events]
     event, user = source.next_event(enqueued_ms)
     event_id: str = event["log_id"]
@@ -856,14 +866,13 @@ def _odd_record(
 
 def _truncate(data: bytes, sync_marker: bytes) -> bytes:
     """Cut a Capture file in the middle of its last block's data."""
-    ends = []
+    markers = []  # the first ends the header, each later one ends a block
     at = data.find(sync_marker)
     while at >= 0:
-        ends.append(at + len(sync_marker))
+        markers.append(at)
         at = data.find(sync_marker, at + 1)
-    # ends[0] closes the header; each later one closes a block.
-    block_start = ends[-2] if len(ends) >= 2 else ends[0]
-    return data[: block_start + (ends[-1] - len(sync_marker) - block_start) // 2 + 2]
+    last_block_start = markers[-2] + len(sync_marker)
+    return data[: (last_block_start + markers[-1]) // 2]
 
 
 def _users_for(events: int) -> int:
@@ -874,6 +883,11 @@ def _users_for(events: int) -> int:
 def _check_codec(codec: str) -> None:
     if codec not in ("null", "deflate"):
         raise ValueError(f"codec must be 'null' or 'deflate', not {codec!r}")
+
+
+def _check_rate(defect_rate: float) -> None:
+    if not 0.0 <= defect_rate <= 1.0:
+        raise ValueError(f"defect_rate must be between 0 and 1, not {defect_rate}")
 
 
 def generate_day(
@@ -894,15 +908,17 @@ def generate_day(
     day (on a 5-minute grid when there is room) and last at most 5 minutes.
 
     With ``defect_rate`` > 0, about that fraction of records carries a kind from
-    ``DEFECT_KINDS`` (some valid, some not), and every kind appears at least once once
-    the day has enough records (a few dozen). With ``files >= 3``, file ``files // 3`` is
-    header-only (``kind="empty"``) and file ``2 * files // 3`` is cut mid-block
-    (``kind="truncated"``); cross-file duplicates need a normal file before them, so a
-    day shows every kind from ``files >= 4``.
+    ``DEFECT_KINDS`` (some valid, some not). Every kind appears at least once when the
+    day has 200 records or more, ``files >= 2`` and ``events_per_file >= 2`` (duplicates
+    need an earlier record in the file and an earlier file). Two more files come on top,
+    a third and two thirds of the way through the day: one header-only
+    (``kind="empty"``) and one cut mid-block (``kind="truncated"``, written clean since
+    none of it may land).
 
     Args:
-        files: Files to yield, including the empty and truncated ones.
-        events_per_file: Avro records per non-empty file.
+        files: Files with events; with ``defect_rate`` > 0 the empty and truncated files
+            come on top, ``files + 2`` in all.
+        events_per_file: Avro records per file with events.
         defect_rate: Fraction of records carrying a defect kind, 0 to 1.
         seed: Seed for every random choice.
         day: UTC day of the windows; defaults to 2026-11-21.
@@ -911,55 +927,100 @@ def generate_day(
         partitions: Partition count.
         codec: Avro codec.
 
-    Yields:
-        The files, each with the log_ids a correct pipeline must land from it.
+    Returns:
+        The files, lazily, each with the log_ids a correct pipeline must land from it.
 
     Raises:
-        ValueError: For out-of-range arguments or more windows than seconds in a day.
+        ValueError: For out-of-range arguments or more windows than seconds in a day; raised
+            by the call, before any file is made.
     """
     _check_codec(codec)
+    _check_rate(defect_rate)
     if files < 0 or events_per_file < 1 or partitions < 1:
         raise ValueError("files must be >= 0, events_per_file and partitions >= 1")
-    if not 0.0 <= defect_rate <= 1.0:
-        raise ValueError(f"defect_rate must be between 0 and 1, not {defect_rate}")
-    windows = max(1, math.ceil(files / partitions))
-    spacing = 86_400 // windows
-    if spacing < 1:
-        raise ValueError(f"{windows} windows per partition do not fit in one day")
-    if spacing >= 300:
-        spacing -= spacing % 300
-    window_ms = min(spacing, 300) * 1000
-    day_start = dt.datetime.combine(day or DEFAULT_DAY, dt.time(), tzinfo=dt.UTC)
+    layout = _Layout.plan(
+        files=files, broken=defect_rate > 0 and files > 0, partitions=partitions, day=day or DEFAULT_DAY
+    )
+    return _day(
+        layout,
+        files=files,
+        events_per_file=events_per_file,
+        defect_rate=defect_rate,
+        seed=seed,
+        namespace=namespace,
+        eventhub=eventhub,
+        codec=codec,
+    )
 
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Where each file of a day goes: its partition, its window, and which two are broken."""
+
+    total: int
+    partitions: int
+    day_start: dt.datetime
+    spacing_s: int
+    window_ms: int
+    empty_at: int
+    truncated_at: int
+
+    @classmethod
+    def plan(cls, *, files: int, broken: bool, partitions: int, day: dt.date) -> _Layout:
+        total = files + 2 if broken else files
+        windows = max(1, math.ceil(total / partitions))
+        spacing = 86_400 // windows
+        if spacing < 1:
+            raise ValueError(f"{windows} windows per partition do not fit in one day")
+        if spacing >= 300:
+            spacing -= spacing % 300
+        # Never first: the pipeline should meet a good file before a broken one.
+        empty_at, truncated_at = (total // 3, 2 * total // 3) if broken else (-1, -1)
+        day_start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        return cls(total, partitions, day_start, spacing, min(spacing, 300) * 1000, empty_at, truncated_at)
+
+    def window_start(self, i: int) -> dt.datetime:
+        return self.day_start + dt.timedelta(seconds=(i // self.partitions) * self.spacing_s)
+
+
+def _day(
+    layout: _Layout,
+    *,
+    files: int,
+    events_per_file: int,
+    defect_rate: float,
+    seed: int,
+    namespace: str,
+    eventhub: str,
+    codec: Codec,
+) -> Iterator[GeneratedFile]:
     rng = random.Random(seed)
-    with_broken_files = defect_rate > 0 and files >= 3
-    empty_at, truncated_at = (files // 3, 2 * files // 3) if with_broken_files else (-1, -1)
-    normal_files = files - (2 if with_broken_files else 0)
+    partitions = layout.partitions
     world = _World(rng, users=_users_for(files * events_per_file), partitions=partitions)
-    defects = _Defects(rng, defect_rate, normal_files * events_per_file) if defect_rate > 0 else None
+    defects = _Defects(rng, defect_rate, files * events_per_file) if defect_rate > 0 else None
     logs = [_PartitionLog(rng.randrange(10_000_000), rng.randrange(1 << 33)) for _ in range(partitions)]
-    for i in range(files):
+    for i in range(layout.total):
         partition = i % partitions
-        start = day_start + dt.timedelta(seconds=(i // partitions) * spacing)
+        start = layout.window_start(i)
         path = capture_path(namespace, eventhub, partition, start)
         sync_marker = rng.randbytes(16)
-        if i == empty_at:
+        if i == layout.empty_at:
             data = _avro((), codec, sync_marker=sync_marker)
             yield GeneratedFile(path, data, 0, frozenset(), "empty")
             continue
-        truncated = i == truncated_at
-        valid: set[str] = set()
+        truncated = i == layout.truncated_at
+        valid: set[str] | None = None if truncated else set()
         records = _records(
             world=world,
             rng=rng,
             partition=partition,
             log=logs[partition],
             start_ms=_epoch_ms(start, "start"),
-            window_ms=window_ms,
+            window_ms=layout.window_ms,
             events=events_per_file,
             # A clean file: whatever it carried never lands, so a defect there proves nothing.
             defects=None if truncated else defects,
-            valid=None if truncated else valid,
+            valid=valid,
         )
         if truncated:
             # Small blocks so the cut leaves whole blocks before it, as a failed upload does.
@@ -971,7 +1032,10 @@ def generate_day(
         data = _avro(records, codec, sync_marker=sync_marker)
         if defects is not None:
             defects.end_file()
-        yield GeneratedFile(path, data, events_per_file, frozenset(valid), "capture")
+        yield GeneratedFile(path, data, events_per_file, frozenset(valid or ()), "capture")
+
+
+_SINGLE_FILE_KINDS: Final = tuple(k for k in DEFECT_KINDS if k != "duplicate_across_files")
 
 
 def generate_capture_file(
@@ -1007,9 +1071,11 @@ def generate_capture_file(
         The file.
 
     Raises:
-        ValueError: For ``events < 1``, a naive ``start``, or an unknown codec.
+        ValueError: For ``events < 1``, a rate outside 0..1, a naive ``start``, or an
+            unknown codec.
     """
     _check_codec(codec)
+    _check_rate(defect_rate)
     if events < 1:
         raise ValueError(f"events must be >= 1, not {events}")
     rng = random.Random(seed)
@@ -1023,7 +1089,7 @@ def generate_capture_file(
         start_ms=_epoch_ms(start, "start"),
         window_ms=300_000,
         events=events,
-        defects=_Defects(rng, defect_rate, events) if defect_rate > 0 else None,
+        defects=_Defects(rng, defect_rate, events, _SINGLE_FILE_KINDS) if defect_rate > 0 else None,
         valid=valid,
     )
     data = _avro(records, codec, sync_marker=rng.randbytes(16))

@@ -232,6 +232,7 @@ class Pipeline:
             return self._result(batch)
         started = time.perf_counter()
         contract = CONTRACTS[ref.dataset]
+        self._ensure_tables(contract)
         silver = table_name("silver", contract)
         app_id = f"silver:{ref.batch_id}"
         bronze_rows = self._batch_rows(table_name("bronze", contract), ref.batch_id)
@@ -287,6 +288,7 @@ class Pipeline:
             return self._result(batch)
         started = time.perf_counter()
         contract = CONTRACTS[ref.dataset]
+        self._ensure_tables(contract)
         silver = table_name("silver", contract)
         versions: dict[str, int | None] = {}
         dates = batch.counts.get("event_dates") or None

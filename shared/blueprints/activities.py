@@ -1,0 +1,49 @@
+"""Activities: each runs one core step for one batch and returns its small result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.durable_functions as df
+
+from shared.blueprints import operations
+from shared.operations import fail_step, run_step
+from shared.orchestration import (
+    ACTIVITY_BRONZE,
+    ACTIVITY_FAIL,
+    ACTIVITY_GOLD,
+    ACTIVITY_SILVER,
+    ACTIVITY_VALIDATE,
+)
+
+bp = df.Blueprint()
+
+
+@bp.activity_trigger(input_name="batch", activity=ACTIVITY_VALIDATE)
+def validate_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """Check the file is readable, count its records and record its route (may end EMPTY/QUARANTINED)."""
+    return run_step(operations().pipeline, "validate", batch)
+
+
+@bp.activity_trigger(input_name="batch", activity=ACTIVITY_BRONZE)
+def write_bronze(batch: dict[str, Any]) -> dict[str, Any]:
+    """Append the batch's valid rows to bronze and its rejects to quarantine."""
+    return run_step(operations().pipeline, "bronze", batch)
+
+
+@bp.activity_trigger(input_name="batch", activity=ACTIVITY_SILVER)
+def merge_silver(batch: dict[str, Any]) -> dict[str, Any]:
+    """Dedupe, enrich and MERGE the batch into silver."""
+    return run_step(operations().pipeline, "silver", batch)
+
+
+@bp.activity_trigger(input_name="batch", activity=ACTIVITY_GOLD)
+def update_gold(batch: dict[str, Any]) -> dict[str, Any]:
+    """Recompute the gold rows for the keys the batch touched."""
+    return run_step(operations().pipeline, "gold", batch)
+
+
+@bp.activity_trigger(input_name="failure", activity=ACTIVITY_FAIL)
+def fail_batch(failure: dict[str, Any]) -> dict[str, Any]:
+    """Record FAILED for a batch whose step ran out of retries."""
+    return fail_step(operations().pipeline, failure)

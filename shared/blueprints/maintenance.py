@@ -1,0 +1,26 @@
+"""Nightly (MAINTENANCE_SCHEDULE) compaction and vacuum of every Delta table."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared.maintenance import MaintenanceFailed, run_maintenance
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+bp = func.Blueprint()
+
+
+@bp.timer_trigger(schedule="%MAINTENANCE_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def maintain_tables(timer: func.TimerRequest) -> None:
+    """Compact and vacuum the Delta tables and record what was done."""
+    if timer.past_due:
+        log.warning("maintenance is running late")
+    summary = run_maintenance(Settings.from_env())
+    log.info("maintenance done: %d tables, %d failed", len(summary["tables"]), summary["failed"])
+    if summary["failed"]:
+        failed = [t["table"] for t in summary["tables"] if "error" in t]
+        raise MaintenanceFailed(f"maintenance failed for {', '.join(failed)}; see the recorded summary")
