@@ -38,7 +38,7 @@ demo: azurite ## Generate a day of Capture files into Azurite and run the whole 
 	$(PY) -m shared demo
 
 lint: venv ## ruff
-	$(PY) -m ruff check shared databricks_jobs tests function_app.py bench
+	$(PY) -m ruff check $(wildcard shared databricks_jobs tests function_app.py bench)
 
 typecheck: venv ## mypy (strict on shared/ and databricks_jobs/)
 	$(PY) -m mypy
