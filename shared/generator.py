@@ -540,11 +540,13 @@ class _Session:
         "steps",
         "title",
         "user",
+        "user_id",
     )
 
     def __init__(self, world: _World, r: Callable[[], float], partition: int, *, resumed: bool) -> None:
         user = world.pick_user(partition)
         self.user = user
+        self.user_id = user.user_id
         self.device = user.devices[int(r() * len(user.devices))]
         self.address = user.addresses[int(r() * len(user.addresses))]
         # 10 ** decimals of watch_time_sec; 1 means the client sends an integer.
@@ -587,7 +589,6 @@ class _EventSource:
         event_ms = enqueued_ms - s.lag_ms
         if event_ms < s.last_ms:
             event_ms = s.last_ms
-        done = False
         state = s.state
         if state == _NEW:
             action = "play"
@@ -596,9 +597,11 @@ class _EventSource:
             if state == _PLAYING and s.last_ms >= 0:
                 s.position += (event_ms - s.last_ms) / 1000
             if s.position >= s.duration or (s.steps <= 0 and r() < 0.35):
-                action, s.position, done = "complete", s.duration, True
+                action, s.position = "complete", s.duration
+                sessions[i] = _Session(self._world, r, self._partition, resumed=False)
             elif s.steps <= 0:
-                action, done = "stop", True
+                action = "stop"
+                sessions[i] = _Session(self._world, r, self._partition, resumed=False)
             elif state == _PAUSED:
                 action, s.state = "resume", _PLAYING
             elif r() < 0.55:
@@ -618,7 +621,7 @@ class _EventSource:
         h = (self._bits(128) & _UUID_CLEAR | _UUID_SET).to_bytes(16).hex()
         event: Event = {
             "log_id": f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}",
-            "user_id": s.user.user_id,
+            "user_id": s.user_id,
             "event_time": event_time,
             "action": action,
             "content_id": s.title,
@@ -628,8 +631,6 @@ class _EventSource:
             event["ip_address"] = s.address
         if s.device is not None:
             event["device"] = s.device
-        if done:
-            sessions[i] = _Session(self._world, r, self._partition, resumed=False)
         return event, s.user
 
 
