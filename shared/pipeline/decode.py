@@ -16,11 +16,12 @@ import csv
 import gzip
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, Literal, cast
 
+import cavro
 import fastavro
 import orjson
 import polars as pl
@@ -30,8 +31,12 @@ import pyarrow.parquet as pq
 
 from shared.contracts import Contract
 from shared.errors import QuarantinedFile
+from shared.pipeline import fastparse
 
 Format = Literal["avro", "parquet", "csv", "ndjson"]
+#: ``fast`` parses whole chunks with polars and hands only odd bodies to the row builder;
+#: ``straightforward`` builds every row in Python. Both yield identical frames.
+Parser = Literal["fast", "straightforward"]
 
 AVRO_MAGIC = b"Obj\x01"
 PARQUET_MAGIC = b"PAR1"
@@ -207,9 +212,21 @@ def _count_text_records(fh: BinaryIO, fmt: Format) -> int:
 
 
 def decode(
-    stream: BinaryIO, name: str, contract: Contract, *, chunk_rows: int = 100_000
+    stream: BinaryIO,
+    name: str,
+    contract: Contract,
+    *,
+    chunk_rows: int = 100_000,
+    parser: Parser = "fast",
 ) -> Iterator[pl.DataFrame]:
     """Decode a landed file into parsed chunks (see module docstring).
+
+    Args:
+        stream: The file, read forward only.
+        name: Its blob path or URL; names the partition and, for text, the format.
+        contract: Dataset contract.
+        chunk_rows: Source records per chunk, at whole Avro blocks.
+        parser: How JSON bodies (Avro, NDJSON) are parsed; both give identical frames.
 
     Raises:
         QuarantinedFile: the file is unreadable part-way through.
@@ -217,11 +234,16 @@ def decode(
     fmt, fh, _ = _open_format(stream, name)
     partition = partition_of(name)
     if fmt == "avro":
-        yield from _decode_avro(fh, name, contract, chunk_rows, partition)
+        if parser == "fast":
+            yield from _decode_avro_fast(fh, name, contract, chunk_rows, partition)
+        else:
+            yield from _decode_avro(fh, name, contract, chunk_rows, partition)
     elif fmt == "parquet":
         yield from _decode_parquet(fh, name, contract, chunk_rows)
     elif fmt == "csv":
         yield from _decode_csv(fh, name, contract, chunk_rows)
+    elif parser == "fast":
+        yield from _decode_ndjson_fast(fh, contract, chunk_rows)
     else:
         yield from _decode_ndjson(fh, name, contract, chunk_rows)
 
@@ -255,16 +277,112 @@ def _decode_avro(
         yield builder.take()
 
 
+def _decode_avro_fast(
+    fh: BinaryIO, name: str, contract: Contract, chunk_rows: int, partition: str | None
+) -> Iterator[pl.DataFrame]:
+    """The Avro path of ``parser="fast"``: cavro decodes records, ``fastparse`` parses bodies.
+
+    fastavro still frames the file (header, inflate, sync markers), so failures read as
+    in the straightforward path. cavro (Cython) decodes each block's records through the
+    projection that skips Properties at about a third of fastavro's cost per record.
+    """
+    if not fh.peek(1):  # type: ignore[attr-defined]
+        return
+    reader = _avro_blocks(fh, name)
+    read = _CAVRO_CAPTURE.reader_for_writer(cavro.Schema(reader.writer_schema)).binary_read
+    chunk = _RecordColumns(partition)
+    blocks = iter(reader)
+    done = 0
+    while True:
+        try:
+            block = next(blocks, None)
+            if block is None:
+                break
+            chunk.add_block(read, block.bytes_.getvalue(), block.num_records)  # type: ignore[attr-defined]
+        except Exception as exc:
+            raise _avro_failure(name, exc, done) from exc
+        done += 1
+        if len(chunk.bodies) >= chunk_rows:
+            yield chunk.parse(contract)
+    if chunk.bodies:
+        yield chunk.parse(contract)
+
+
+_CAVRO_CAPTURE = cavro.Schema(CAPTURE_READER_SCHEMA)
+
+
+class _RecordColumns:
+    """One chunk's source records as plain lists, then parsed by ``fastparse``."""
+
+    def __init__(self, partition: str | None, *, strict_single: bool = False) -> None:
+        self.partition = partition
+        self.strict_single = strict_single
+        self.first_row = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.bodies: list[bytes | None] = []
+        self.sequence_numbers: list[int | None] = []
+        self.offsets: list[str | None] = []
+        self.enqueued: list[int | None] = []
+
+    def add_block(self, read: Callable[[Any], Any], data: bytes, records: int) -> None:
+        """Decode one block's records with cavro's ``read`` and keep what the frame needs."""
+        source = cavro.MemoryReader(data)
+        bodies, sequence_numbers = self.bodies.append, self.sequence_numbers.append
+        offsets, enqueued = self.offsets.append, self.enqueued.append
+        for _ in range(records):
+            record = read(source)
+            bodies(record.Body)
+            sequence_numbers(record.SequenceNumber)
+            offsets(record.Offset)
+            exact = record.SystemProperties.get("x-opt-enqueued-time")
+            enqueued(exact if exact.__class__ is int else _enqueued_at(exact, record.EnqueuedTimeUtc))
+
+    def parse(self, contract: Contract) -> pl.DataFrame:
+        n = len(self.bodies)
+        lineage = [
+            pl.Series("_sequence_number", self.sequence_numbers, dtype=pl.Int64),
+            pl.Series("_offset", self.offsets, dtype=pl.String),
+            pl.Series("_enqueued_time", self.enqueued, dtype=pl.Int64)
+            .cast(pl.Datetime("ms"))
+            .cast(pl.Datetime("us")),
+            pl.repeat(self.partition, n, dtype=pl.String, eager=True).alias("_partition"),
+        ]
+
+        def straightforward(positions: list[int]) -> pl.DataFrame:
+            builder = _ChunkBuilder(contract)
+            for i in positions:
+                builder.sources = self.first_row + i
+                builder.add_body(
+                    self.bodies[i],
+                    self.sequence_numbers[i],
+                    self.offsets[i],
+                    self.enqueued[i],
+                    self.partition,
+                    strict_single=self.strict_single,
+                )
+            return builder.take()
+
+        frame = fastparse.parse_chunk(self.bodies, contract, lineage, self.first_row, straightforward)
+        self.first_row += n
+        self._reset()
+        return frame
+
+
 _DOTNET_FORMAT = "%m/%d/%Y %I:%M:%S %p"
 
 
 def _enqueued_ms(record: dict[str, Any]) -> int | None:
-    exact = record["SystemProperties"].get("x-opt-enqueued-time")
+    return _enqueued_at(record["SystemProperties"].get("x-opt-enqueued-time"), record["EnqueuedTimeUtc"])
+
+
+def _enqueued_at(exact: Any, dotnet: str | None) -> int | None:
     if isinstance(exact, int):
         return exact
     # Older Capture files only carry the .NET invariant-culture string, to the second.
     try:
-        parsed = datetime.strptime(record["EnqueuedTimeUtc"], _DOTNET_FORMAT)
+        parsed = datetime.strptime(dotnet, _DOTNET_FORMAT)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
     return int(parsed.replace(tzinfo=UTC).timestamp() * 1000)
@@ -378,6 +496,21 @@ def _decode_ndjson(fh: BinaryIO, name: str, contract: Contract, chunk_rows: int)
             yield builder.take()
     if builder.pending:
         yield builder.take()
+
+
+def _decode_ndjson_fast(fh: BinaryIO, contract: Contract, chunk_rows: int) -> Iterator[pl.DataFrame]:
+    chunk = _RecordColumns(None, strict_single=True)
+    for line_no, line in enumerate(fh, start=1):
+        if not line.strip():
+            continue
+        chunk.bodies.append(line.rstrip(b"\r\n"))
+        chunk.sequence_numbers.append(line_no)
+        chunk.offsets.append(None)
+        chunk.enqueued.append(None)
+        if len(chunk.bodies) >= chunk_rows:
+            yield chunk.parse(contract)
+    if chunk.bodies:
+        yield chunk.parse(contract)
 
 
 # -- Body parsing ----------------------------------------------------------------------------

@@ -68,14 +68,8 @@ def _checks(contract: Contract) -> tuple[tuple[str, pl.Expr], ...]:
 def validate(parsed: pl.DataFrame, contract: Contract) -> Validated:
     """Split a parsed chunk into valid and quarantined rows."""
     checks = _checks(contract)
-    failed = pl.concat_list([pl.when(~check).then(pl.lit(name)) for name, check in checks]).list.drop_nulls()
-    failed = (
-        pl.when(pl.col("_malformed"))
-        .then(pl.lit([MALFORMED_BODY], dtype=pl.List(pl.String)))
-        .otherwise(failed)
-    )
-    checked = parsed.with_columns(typed_columns(contract)).with_columns(failed.alias("failed_expectations"))
-    is_valid = pl.col("failed_expectations").list.len() == 0
+    is_valid = pl.all_horizontal([check for _, check in checks]) & ~pl.col("_malformed")
+    checked = parsed.with_columns(typed_columns(contract)).with_columns(is_valid.alias("_valid"))
     lineage = [c for c in parsed.columns if c.startswith("_") and c not in ("_raw", "_malformed")]
     typed = {f.name for f in contract.fields if f.type != "string"}
     # Bronze keeps fields as received: the strings, not the typed values.
@@ -84,14 +78,31 @@ def validate(parsed: pl.DataFrame, contract: Contract) -> Validated:
         for c in parsed.columns
         if c not in ("_raw", "_malformed")
     ]
-    valid = checked.filter(is_valid).select(as_received)
-    quarantined = checked.filter(~is_valid).select(
-        pl.col("_raw").alias("raw_payload"),
-        "failed_expectations",
-        pl.col("failed_expectations").list.join(",").alias("reason"),
-        *[c for c in lineage if c != "_rescued_data"],
+    valid = checked.filter("_valid").select(as_received)
+    # Naming every failed expectation builds a list per row: only rejected rows pay for it.
+    failed = pl.concat_list(
+        [pl.when(~check).then(pl.lit(name)) for name, check in checks]
+    ).list.drop_nulls()
+    failed = (
+        pl.when(pl.col("_malformed"))
+        .then(pl.lit([MALFORMED_BODY], dtype=pl.List(pl.String)))
+        .otherwise(failed)
     )
-    return Validated(valid=valid, quarantined=quarantined)
+    quarantined = (
+        checked.filter(~pl.col("_valid"))
+        .with_columns(failed.alias("failed_expectations"))
+        .select(
+            pl.col("_raw").alias("raw_payload"),
+            "failed_expectations",
+            pl.col("failed_expectations").list.join(",").alias("reason"),
+            *[c for c in lineage if c != "_rescued_data"],
+        )
+    )
+    # A filtered frame shares the chunk's string buffers; callers keep quarantined rows
+    # for the whole file, so copy them out or every chunk's bodies stay in memory.
+    compact = pl.from_arrow(quarantined.to_arrow(compat_level=pl.CompatLevel.oldest()))
+    assert isinstance(compact, pl.DataFrame)
+    return Validated(valid=valid, quarantined=compact)
 
 
 def failure_counts(quarantined: pl.DataFrame) -> dict[str, int]:

@@ -1,0 +1,327 @@
+"""``python -m bench``: run the benchmark, write ``bench/results/latest.json`` and a chart.
+
+Every case runs in its own child process (``bench.cases``) so its peak RSS is its own;
+repeats are interleaved (baseline, route, baseline, route, ...) so that ratios compare
+runs taken under the same conditions, and the report keeps medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import inputs, report
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The settings this report recommends (README): smaller decode chunks and Parquet row
+#: groups keep the bronze step's memory flat. "route" runs the core's steps with them,
+#: "route_defaults" with what the code ships today, "route_proposal" adds the proposed
+#: silver step (bench/proposal.py).
+TUNED: dict[str, Any] = {"chunk_rows": 25_000, "row_group_rows": 65_536}
+#: Route variants measured side by side against the obvious implementation.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "route_defaults": {},
+    "route": TUNED,
+    "route_proposal": {**TUNED, "proposal": True},
+}
+#: Variants also run across file sizes and in the growing-silver series.
+SIZE_VARIANTS = ("route", "route_proposal")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one invocation measures."""
+
+    name: str
+    repeats: int
+    headline: inputs.Input  # baseline vs route, side by side
+    sizes: tuple[inputs.Input, ...]  # route across file sizes (memory flatness)
+    baseline_sizes: tuple[inputs.Input, ...]  # the baseline's memory growth
+    series_files: int
+    series_events: int
+    compare_batches: tuple[int, int]  # 1-based batch numbers whose merge cost is compared
+    extra: tuple[inputs.Input, ...] = field(default=())
+
+
+def full_plan(repeats: int) -> Plan:
+    return Plan(
+        name="full",
+        repeats=repeats,
+        headline=inputs.by_events("events-1m", 1_000_000),
+        sizes=(
+            inputs.by_size("size-10mb", 10),
+            inputs.by_size("size-100mb", 100),
+            inputs.by_size("size-500mb", 500),
+        ),
+        baseline_sizes=(inputs.by_size("size-10mb", 10), inputs.by_size("size-100mb", 100)),
+        series_files=200,
+        series_events=5_000,
+        compare_batches=(10, 200),
+        extra=(inputs.by_events("events-5m", 5_000_000),),
+    )
+
+
+def quick_plan(repeats: int) -> Plan:
+    return Plan(
+        name="quick",
+        repeats=repeats,
+        headline=inputs.by_events("events-100k", 100_000),
+        sizes=(inputs.by_size("size-10mb", 10),),
+        baseline_sizes=(),
+        series_files=40,
+        series_events=2_000,
+        compare_batches=(10, 40),
+    )
+
+
+class Runner:
+    """Starts Azurite for batch state and runs cases in child processes."""
+
+    def __init__(self, work: Path, verbose: bool) -> None:
+        self.work = work
+        self.verbose = verbose
+        self.process: subprocess.Popen[bytes] | None = None
+        self.connection = ""
+        self.runs = 0
+
+    def __enter__(self) -> Runner:
+        from shared import azurite
+
+        ports = azurite.Ports(*azurite.free_ports(3))
+        self.process = azurite.start(self.work / "azurite", ports)
+        self.connection = ports.connection_string()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from shared import azurite
+
+        if self.process is not None:
+            azurite.stop(self.process)
+
+    def case(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        self.runs += 1
+        work = self.work / f"run-{self.runs:03d}-{name}"
+        args = {**args, "work": str(work)}
+        env = {**os.environ, "BENCH_STORAGE": self.connection, "PYTHONPATH": str(ROOT)}
+        command = [sys.executable, "-m", "bench.cases", name, json.dumps(args)]
+        started = time.perf_counter()
+        child = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=None if self.verbose else subprocess.DEVNULL,
+        )
+        assert child.stdout is not None
+        output = child.stdout.read()
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        shutil.rmtree(work, ignore_errors=True)
+        if child.returncode != 0:
+            raise RuntimeError(f"case {name} {args} failed with exit code {child.returncode}")
+        result: dict[str, Any] = json.loads(output.decode().strip().splitlines()[-1])
+        # ru_maxrss is KiB on Linux; the child also reports the peak across its resets.
+        result["peak_rss_mb"] = round(max(usage.ru_maxrss / 1024, result.get("peak_rss_mb", 0.0)), 1)
+        result["wall_seconds"] = round(time.perf_counter() - started, 3)
+        return result
+
+
+def _say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 3)
+
+
+def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median seconds, events/s, peak RSS and per-step figures over repeated runs."""
+    seconds = _median([r["seconds"] for r in runs])
+    rows = runs[0].get("rows_in", 0)
+    out: dict[str, Any] = {
+        "repeats": len(runs),
+        "rows_in": rows,
+        "seconds": seconds,
+        "events_per_s": round(rows / seconds) if seconds else None,
+        "peak_rss_mb": _median([r["peak_rss_mb"] for r in runs]),
+        "seconds_all": [r["seconds"] for r in runs],
+    }
+    steps = runs[0].get("steps")
+    if steps:
+        out["steps"] = {
+            step: {
+                key: _median([r["steps"][step][key] for r in runs if step in r["steps"]])
+                for key in steps[step]
+            }
+            for step in steps
+        }
+    return out
+
+
+def run(plan: Plan, *, verbose: bool) -> dict[str, Any]:
+    results: dict[str, Any] = {"plan": plan.name, "cases": {}}
+    cases = results["cases"]
+    needed = {plan.headline, *plan.sizes, *plan.baseline_sizes, *plan.extra}
+    for spec in sorted(needed, key=lambda s: s.events):
+        _say(f"input {spec.name}: {spec.events:,} events (generated once into bench/data/)")
+        inputs.ensure(spec)
+    _say(f"input series: {plan.series_files} files x {plan.series_events:,} events")
+    series_paths = inputs.ensure_series("series", plan.series_files, plan.series_events)
+
+    work = Path(tempfile.mkdtemp(prefix="bench-", dir=inputs.DATA))
+    try:
+        with Runner(work, verbose) as runner:
+            head = str(plan.headline.path)
+            floor = [runner.case("floor", {"input": head}) for _ in range(plan.repeats)]
+            cases["floor"] = _summarise(floor)
+            _say(f"floor (inflate blocks): {cases['floor']['seconds']}s")
+            for parser in ("straightforward", "fast"):
+                runs = [runner.case("decode", {"input": head, "parser": parser}) for _ in range(plan.repeats)]
+                cases[f"decode_{parser}"] = _summarise(runs)
+                _say(f"decode {parser}: {cases[f'decode_{parser}']['events_per_s']:,} events/s")
+
+            runs_by: dict[str, list[dict[str, Any]]] = {"baseline": [], **{v: [] for v in VARIANTS}}
+            for i in range(plan.repeats):
+                runs_by["baseline"].append(runner.case("baseline", {"input": head}))
+                for variant, options in VARIANTS.items():
+                    runs_by[variant].append(runner.case("route", {"input": head, **options}))
+                _say(
+                    f"end to end {plan.headline.name} #{i + 1}: "
+                    + ", ".join(
+                        f"{k} {v[-1]['seconds']}s ({v[-1]['peak_rss_mb']} MB)" for k, v in runs_by.items()
+                    )
+                )
+            for kind, runs in runs_by.items():
+                cases[kind] = {plan.headline.name: _summarise(runs)}
+            base = runs_by["baseline"]
+            cases["speedup"] = {
+                variant: _median(
+                    [b["seconds"] / r["seconds"] for b, r in zip(base, runs_by[variant], strict=True)]
+                )
+                for variant in VARIANTS
+            } | {"input": plan.headline.name}
+            _say(f"speed-up over the obvious implementation, same run: {cases['speedup']}")
+
+            for spec in (*plan.sizes, *plan.extra):
+                repeats = 1 if spec.events > 500_000 else plan.repeats
+                for variant in SIZE_VARIANTS:
+                    options = VARIANTS[variant]
+                    runs = [
+                        runner.case("route", {"input": str(spec.path), **options}) for _ in range(repeats)
+                    ]
+                    cases[variant][spec.name] = _summarise(runs) | {
+                        "file_mb": round(spec.path.stat().st_size / 1e6, 1)
+                    }
+                    got = cases[variant][spec.name]
+                    _say(f"{variant} {spec.name}: {got['seconds']}s, {got['peak_rss_mb']} MB peak")
+            for spec in plan.baseline_sizes:
+                runs = [runner.case("baseline", {"input": str(spec.path)})]
+                cases["baseline"][spec.name] = _summarise(runs) | {
+                    "file_mb": round(spec.path.stat().st_size / 1e6, 1)
+                }
+                got = cases["baseline"][spec.name]
+                _say(f"baseline {spec.name}: {got['seconds']}s, {got['peak_rss_mb']} MB peak")
+
+            cases["series"] = {}
+            for variant in SIZE_VARIANTS:
+                _say(f"series, {variant}: {plan.series_files} batches into one lake (silver and gold growth)")
+                args = {"inputs": [str(p) for p in series_paths], **VARIANTS[variant]}
+                series = runner.case("series", args)
+                summary = _series_summary(series["batches"], plan.compare_batches)
+                summary["peak_rss_mb"] = series["peak_rss_mb"]
+                cases["series"][variant] = summary
+                first, last = plan.compare_batches
+                _say(
+                    f"silver step, batch {first} vs {last}: {summary['silver_ratio']}x;"
+                    f" gold {summary['gold_ratio']}x"
+                )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def _series_summary(batches: list[dict[str, Any]], compare: tuple[int, int]) -> dict[str, Any]:
+    """Per-batch step seconds, and the cost at batch ``a`` vs ``b`` (medians of 5 around each)."""
+
+    def around(step: str, n: int) -> float:
+        lo, hi = max(0, n - 3), min(len(batches), n + 2)
+        return _median([b["seconds"][step] for b in batches[lo:hi]])
+
+    first, last = compare
+    silver_a, silver_b = around("silver", first), around("silver", last)
+    gold_a, gold_b = around("gold", first), around("gold", last)
+    return {
+        "batches": len(batches),
+        "compare": list(compare),
+        "silver_seconds": [silver_a, silver_b],
+        "silver_ratio": round(silver_b / silver_a, 2),
+        "gold_seconds": [gold_a, gold_b],
+        "gold_ratio": round(gold_b / gold_a, 2),
+        "bronze_seconds": [around("bronze", first), around("bronze", last)],
+        "per_batch": [b["seconds"] for b in batches],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, run the plan, write the results and the chart."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="small inputs, one repeat: a smoke run in under 3 minutes"
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="repeats per case (default 3, quick 1)")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS / "latest.json", help="results file (the chart goes beside it)"
+    )
+    parser.add_argument("--verbose", action="store_true", help="show the children's stderr")
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (1 if args.quick else 3)
+    plan = quick_plan(repeats) if args.quick else full_plan(repeats)
+    started = time.perf_counter()
+    results = run(plan, verbose=args.verbose)
+    results["machine"] = machine()
+    results["elapsed_seconds"] = round(time.perf_counter() - started, 1)
+    results["targets"] = report.targets(results)
+    results["large_file_bytes"] = {v: report.large_file_bytes(results, v) for v in SIZE_VARIANTS}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    chart = report.chart(results, args.out.with_suffix(".png"))
+    print(report.table(results))
+    _say(f"wrote {args.out} and {chart} in {results['elapsed_seconds']}s")
+    return 0
+
+
+def machine() -> dict[str, Any]:
+    """Where the numbers came from."""
+    info: dict[str, Any] = {"python": platform.python_version(), "cpus": os.cpu_count()}
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in lscpu.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("Model name", "CPU(s)", "Thread(s) per core"):
+                info[key.strip()] = value.strip()
+        with open("/proc/meminfo") as fh:
+            info["MemTotal"] = fh.readline().split(":")[1].strip()
+    except OSError:
+        pass
+    import deltalake
+    import polars
+
+    info["polars"] = polars.__version__
+    info["deltalake"] = deltalake.__version__
+    return info
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

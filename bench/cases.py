@@ -1,0 +1,227 @@
+"""What one benchmark child process runs: ``python -m bench.cases CASE JSON_ARGS``.
+
+Each case runs in a fresh interpreter so that its peak RSS is its own (the parent reads
+it from ``wait4``). Inside the child, per-step peaks come from ``VmHWM`` after resetting
+it through ``/proc/self/clear_refs`` before each step. The last stdout line is the JSON
+result.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def _hwm_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+_PEAK_MB = [0.0]  # the process's peak across resets: wait4's ru_maxrss forgets older ones
+
+
+def _reset_hwm() -> None:
+    # "5" resets the peak RSS counter (Linux >= 4.0); harmless where unsupported.
+    _PEAK_MB[0] = max(_PEAK_MB[0], _hwm_mb())
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def _measured(action: Callable[[], Any]) -> tuple[Any, float, float]:
+    _reset_hwm()
+    started = time.perf_counter()
+    result = action()
+    return result, round(time.perf_counter() - started, 3), round(_hwm_mb(), 1)
+
+
+def _warm() -> None:
+    """Load what a warm Function instance already holds, for every case alike.
+
+    The first silver step of a process imports pyarrow.dataset (~0.3 s) and loads the
+    geo databases (~0.15 s); an instance pays that once, not per batch.
+    """
+    import pyarrow.dataset  # noqa: F401
+
+    from shared.pipeline import geo
+
+    geo.region_of(geo.country_of("8.8.8.8"))
+
+
+def _tune(args: dict[str, Any]) -> dict[str, str]:
+    """Apply the settings the report recommends, when a case asks for them.
+
+    ``chunk_rows`` is the CHUNK_ROWS setting; ``row_group_rows`` caps Parquet row groups
+    in ``shared.adapters.lake.WRITER_PROPERTIES`` (a proposed change, patched here).
+    """
+    env: dict[str, str] = {}
+    if args.get("chunk_rows"):
+        env["CHUNK_ROWS"] = str(args["chunk_rows"])
+    if args.get("row_group_rows"):
+        from deltalake import WriterProperties
+
+        from shared.adapters import lake
+
+        lake.WRITER_PROPERTIES = WriterProperties(
+            compression="ZSTD", compression_level=3, max_row_group_size=int(args["row_group_rows"])
+        )
+    return env
+
+
+def _settings(work: Path, extra: dict[str, str] | None = None) -> Any:
+    from shared.settings import Settings
+
+    return Settings.from_env(
+        {
+            "AzureWebJobsStorage": os.environ["BENCH_STORAGE"],
+            "LAKE_URI": str(work / "lake"),
+            "CAPTURE_URI": str(work / "landing"),
+            "QUARANTINE_URI": str(work / "quarantine"),
+            "BATCH_STATE_TABLE": "bench" + uuid.uuid4().hex[:12],
+            **(extra or {}),
+        }
+    )
+
+
+def _pipeline(args: dict[str, Any], work: Path) -> Any:
+    """The core's Pipeline, or with ``proposal`` the README's proposed silver step."""
+    from bench.proposal import ProposedPipeline
+    from shared.steps import Pipeline
+
+    kind = ProposedPipeline if args.get("proposal") else Pipeline
+    return kind(_settings(work, _tune(args)))
+
+
+def _land(path: Path, work: Path) -> Path:
+    landing = work / "landing"
+    landing.mkdir(parents=True, exist_ok=True)
+    target = landing / path.name
+    try:
+        os.link(path, target)
+    except OSError:
+        shutil.copyfile(path, target)
+    return target
+
+
+def _run_steps(pipeline: Any, source: Path) -> dict[str, Any]:
+    """register, validate, bronze, silver, gold: each timed, each with its own peak RSS."""
+    from shared.steps import BatchRef
+
+    steps: dict[str, dict[str, float]] = {}
+    batch, seconds, peak = _measured(lambda: pipeline.register(str(source)))
+    steps["register"] = {"seconds": seconds, "peak_rss_mb": peak}
+    ref = BatchRef(batch.batch_id, batch.dataset, batch.source, batch.size, batch.etag)
+    result: dict[str, Any] = {}
+    for name in ("validate", "bronze", "silver", "gold"):
+        step = getattr(pipeline, name)
+        result, seconds, peak = _measured(lambda: step(ref))  # noqa: B023 - called at once
+        steps[name] = {"seconds": seconds, "peak_rss_mb": peak}
+        if result["state"] in ("EMPTY", "QUARANTINED", "FAILED"):
+            break
+    return {"steps": steps, "state": result.get("state"), "counts": result.get("counts", {})}
+
+
+def route(args: dict[str, Any]) -> dict[str, Any]:
+    """The in-function route, end to end, on a fresh local lake."""
+    work = Path(args["work"])
+    source = _land(Path(args["input"]), work)
+    pipeline = _pipeline(args, work)
+    _warm()
+    started = time.perf_counter()
+    out = _run_steps(pipeline, source)
+    out["seconds"] = round(time.perf_counter() - started, 3)
+    out["rows_in"] = out["counts"].get("rows_in", 0)
+    return out
+
+
+def baseline(args: dict[str, Any]) -> dict[str, Any]:
+    """The obvious implementation (bench/baseline.py) on a fresh local lake."""
+    from bench import baseline as obvious
+
+    work = Path(args["work"])
+    _warm()
+    started = time.perf_counter()
+    out = obvious.run(Path(args["input"]), work / "lake")
+    out["seconds"] = round(time.perf_counter() - started, 3)
+    out["steps"] = {k: {"seconds": v} for k, v in out.pop("durations").items() if k != "total"}
+    return out
+
+
+def decode_only(args: dict[str, Any]) -> dict[str, Any]:
+    """Decoding alone, with the chosen body parser; consumes and drops each chunk."""
+    from shared.contracts import USER_ACTIVITY
+    from shared.pipeline import decode
+
+    path = Path(args["input"])
+    rows = 0
+    started = time.perf_counter()
+    with path.open("rb") as fh:
+        for chunk in decode.decode(fh, str(path), USER_ACTIVITY, parser=args["parser"]):
+            rows += chunk.height
+    return {"seconds": round(time.perf_counter() - started, 3), "rows_in": rows}
+
+
+def floor(args: dict[str, Any]) -> dict[str, Any]:
+    """The physical floor: read and inflate every Avro block, decode nothing."""
+    import fastavro
+
+    path = Path(args["input"])
+    records = 0
+    started = time.perf_counter()
+    with path.open("rb") as fh:
+        for block in fastavro.block_reader(io.BufferedReader(fh)):  # type: ignore[arg-type]
+            records += block.num_records
+    return {"seconds": round(time.perf_counter() - started, 3), "rows_in": records}
+
+
+def series(args: dict[str, Any]) -> dict[str, Any]:
+    """Files ingested one after another into one lake: how each step's cost grows."""
+    work = Path(args["work"])
+    pipeline = _pipeline(args, work)
+    _warm()
+    batches = []
+    for raw in args["inputs"]:
+        source = _land(Path(raw), work)
+        out = _run_steps(pipeline, source)
+        batches.append(
+            {
+                "seconds": {k: v["seconds"] for k, v in out["steps"].items()},
+                "rows_valid": out["counts"].get("rows_valid", 0),
+                "silver_inserted": out["counts"].get("silver_inserted", 0),
+            }
+        )
+        print(f"  batch {len(batches)}/{len(args['inputs'])}", file=sys.stderr, flush=True)
+    return {"batches": batches}
+
+
+CASES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "route": route,
+    "baseline": baseline,
+    "decode": decode_only,
+    "floor": floor,
+    "series": series,
+}
+
+
+def main() -> None:
+    case, raw = sys.argv[1], sys.argv[2]
+    result = CASES[case](json.loads(raw))
+    result["peak_rss_mb"] = round(max(_PEAK_MB[0], _hwm_mb()), 1)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
