@@ -132,7 +132,14 @@ def table(results: dict[str, Any]) -> str:
 
 
 def _row(label: str, name: str, c: dict[str, Any]) -> str:
-    cells = [label, name, f"{c['rows_in']:,}", str(c["seconds"]), f"{c['events_per_s']:,}", str(c["peak_rss_mb"])]
+    cells = [
+        label,
+        name,
+        f"{c['rows_in']:,}",
+        str(c["seconds"]),
+        f"{c['events_per_s']:,}",
+        str(c["peak_rss_mb"]),
+    ]
     return "| " + " | ".join(cells) + " |"
 
 
