@@ -132,8 +132,10 @@ class Runner:
         if child.returncode != 0:
             raise RuntimeError(f"case {name} {args} failed with exit code {child.returncode}")
         result: dict[str, Any] = json.loads(output.decode().strip().splitlines()[-1])
-        # ru_maxrss is KiB on Linux; the child also reports the peak across its resets.
-        result["peak_rss_mb"] = round(max(usage.ru_maxrss / 1024, result.get("peak_rss_mb", 0.0)), 1)
+        # The child's own VmHWM (kept across its per-step resets). Not wait4's ru_maxrss:
+        # Linux carries the parent's high-water mark into a forked child through exec,
+        # so a parent that generated a 500 MB input would inflate every small case.
+        result["peak_rss_mb"] = round(result.get("peak_rss_mb") or usage.ru_maxrss / 1024, 1)
         result["wall_seconds"] = round(time.perf_counter() - started, 3)
         return result
 

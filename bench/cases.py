@@ -1,9 +1,9 @@
 """What one benchmark child process runs: ``python -m bench.cases CASE JSON_ARGS``.
 
-Each case runs in a fresh interpreter so that its peak RSS is its own (the parent reads
-it from ``wait4``). Inside the child, per-step peaks come from ``VmHWM`` after resetting
-it through ``/proc/self/clear_refs`` before each step. The last stdout line is the JSON
-result.
+Each case runs in a fresh interpreter so that its peak RSS is its own: ``VmHWM`` of the
+child, which also gives per-step peaks after a reset through ``/proc/self/clear_refs``
+before each step (the overall peak is kept across resets). The last stdout line is the
+JSON result.
 """
 
 from __future__ import annotations
