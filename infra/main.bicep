@@ -61,7 +61,7 @@ module function 'app/function.bicep' = {
       QUARANTINE_URI: 'az://quarantine'
       BATCH_STATE_TABLE: 'batches'
       LARGE_FILE_BYTES: string(largeFileBytes)
-      CHUNK_ROWS: '100000'
+      CHUNK_ROWS: '25000'
       DELTA_COMMIT_RETRIES: '8'
       DURABLE_HUB_NAME: durableHubName
       OPERATIONS_TABLE: 'operations'

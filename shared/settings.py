@@ -92,7 +92,7 @@ class Settings:
             quarantine_uri=values.get("QUARANTINE_URI", "az://quarantine").rstrip("/"),
             state_table=values.get("BATCH_STATE_TABLE", "batches"),
             large_file_bytes=_int(values, "LARGE_FILE_BYTES", 256 * 1024 * 1024),
-            chunk_rows=_int(values, "CHUNK_ROWS", 100_000),
+            chunk_rows=_int(values, "CHUNK_ROWS", 25_000),
             delta_commit_retries=_int(values, "DELTA_COMMIT_RETRIES", 8),
             durable_hub_name=values.get("DURABLE_HUB_NAME") or "tributary",
             operations_table=values.get("OPERATIONS_TABLE") or "operations",

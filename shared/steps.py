@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -29,13 +30,15 @@ from shared.adapters.state import FINAL_STATES, BatchState, BatchStateStore, rea
 from shared.adapters.storage import Storage, is_remote, join
 from shared.contracts import CONTRACTS, USER_ACTIVITY, Contract
 from shared.errors import PipelineError, QuarantinedFile
-from shared.pipeline import decode, medallion
+from shared.pipeline import decode, keyindex, medallion
 from shared.pipeline.validate import failure_counts, validate
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 ROUTE_IN_FUNCTION = "in_function"
+# Application transaction every silver commit advances: concurrent silver writers conflict.
+SILVER_WRITER = "silver-writer"
 ROUTE_DATABRICKS = "databricks"
 
 
@@ -226,7 +229,15 @@ class Pipeline:
 
     # -- step 3: silver --------------------------------------------------------------------
     def silver(self, ref: BatchRef) -> dict[str, Any]:
-        """Type, dedupe (in-batch and against silver), geo-enrich and MERGE into silver."""
+        """Type, dedupe (in-batch and against silver), geo-enrich and insert into silver.
+
+        Insert-when-not-matched on (event date, key), done without a MERGE: delta-rs' MERGE
+        reads every file of the touched partitions, so its cost grows with silver. Here a
+        key index of the batch is checked against the hashed keys of those partitions and
+        only the new rows are appended, streamed in chunks. Every silver commit also bumps
+        the ``silver-writer`` application transaction, so two writers whose checks raced
+        conflict, and the loser re-checks against the winner's rows.
+        """
         batch, done = self._start(ref, "SILVER_DONE")
         if done:
             return self._result(batch)
@@ -235,45 +246,57 @@ class Pipeline:
         self._ensure_tables(contract)
         silver = table_name("silver", contract)
         app_id = f"silver:{ref.batch_id}"
-        bronze_rows = self._batch_rows(table_name("bronze", contract), ref.batch_id)
-        rows, in_batch_duplicates = medallion.silver_rows(bronze_rows, contract)
-        part = contract.partition_by
-        key_match = " AND ".join(f"t.{k} = s.{k}" for k in (part, *contract.key))
+        part, step = contract.partition_by, self.settings.chunk_rows
+        bronze_dt = self.lake.open(table_name("bronze", contract))
+        assert bronze_dt is not None
+        bronze = bronze_dt.to_pyarrow_dataset(file_pruning_predicate=sql_in("_batch_id", [ref.batch_id]))
+        index = keyindex.key_index(bronze, contract, step * 4)
+        winners = keyindex.first_occurrences(bronze, index, contract.key[0], step * 4)
+        dates = _dates(winners, part)
+        schema = _arrow_schema(medallion.silver_schema(contract))
 
-        def merge() -> tuple[int | None, int]:
+        def insert() -> tuple[int | None, int]:
             dt = self.lake.open(silver)
             assert dt is not None
             if dt.transaction_version(app_id) is not None:
-                return self.lake.commit_version(silver, app_id), self._count_batch_rows(
-                    silver, ref.batch_id, rows
-                )
-            if rows.is_empty():
+                recorded = self._batch_rows(silver, ref.batch_id, dates=dates or None, columns=[part])
+                return self.lake.commit_version(silver, app_id), recorded.height
+            if winners.is_empty():
                 return None, 0
-            metrics = (
-                dt.merge(
-                    rows.to_arrow(),
-                    predicate=key_match,
-                    source_alias="s",
-                    target_alias="t",
-                    writer_properties=WRITER_PROPERTIES,
-                    commit_properties=self.lake.commit_properties(app_id),
-                )
-                .when_not_matched_insert_all()
-                .execute()
-            )
-            return dt.version(), int(metrics["num_target_rows_inserted"])
+            held = dt.to_pyarrow_dataset(file_pruning_predicate=sql_in(part, dates))
+            new_rows = keyindex.not_in_silver(held, bronze, winners, contract, step * 4)
+            # A bitmap over scan positions: pass 2 keeps a row in O(1), one byte a row.
+            wanted = np.zeros(index.height, dtype=bool)
+            wanted[new_rows.get_column("_pos").to_numpy()] = True
 
-        version, inserted = self.lake.with_conflict_retry(f"silver merge {ref.batch_id}", merge)
-        rows_valid = int(batch.counts.get("rows_valid", bronze_rows.height))
+            def rows() -> Iterator[pa.RecordBatch]:
+                for chunk in keyindex.scan(bronze, None, step):
+                    start = int(chunk.get_column("_pos")[0])
+                    keep = chunk.filter(pl.Series(wanted[start : start + chunk.height])).drop("_pos")
+                    if keep.height:
+                        yield from medallion.silver_rows(keep, contract)[0].to_arrow().to_batches()
+
+            writer = dt.transaction_version(SILVER_WRITER) or 0
+            version = self.lake.append_to(
+                dt,
+                pa.RecordBatchReader.from_batches(schema, rows()),
+                app_id=app_id,
+                partition_by=[part],
+                transactions={SILVER_WRITER: writer + 1},
+            )
+            return version, new_rows.height
+
+        version, inserted = self.lake.with_conflict_retry(f"silver insert {ref.batch_id}", insert)
+        rows_valid = int(batch.counts.get("rows_valid", index.height))
         batch = self.states.transition(
             batch,
             "SILVER_DONE",
             counts={
                 "silver_inserted": inserted,
                 "duplicates_dropped": rows_valid - inserted,
-                "duplicates_in_batch": in_batch_duplicates,
+                "duplicates_in_batch": index.height - winners.height,
                 # The silver partitions this batch wrote: gold reads only these.
-                "event_dates": _dates(rows, part),
+                "event_dates": dates,
             },
             versions={"silver": version},
             durations={"silver": _elapsed(started)},
@@ -292,7 +315,9 @@ class Pipeline:
         silver = table_name("silver", contract)
         versions: dict[str, int | None] = {}
         dates = batch.counts.get("event_dates") or None
-        inserted = self._batch_rows(silver, ref.batch_id, dates=dates)
+        inserted = self._batch_rows(
+            silver, ref.batch_id, dates=dates, columns=["event_date", "user_id", "region"]
+        )
         if not inserted.is_empty():
             versions = self._update_gold(ref.batch_id, silver, inserted)
         batch = self.states.transition(
@@ -452,15 +477,15 @@ class Pipeline:
             self.lake.ensure(gold_table(name), _arrow_schema(schema))
         self._tables_ready = True
 
-    def _batch_rows(self, table: str, batch_id: str, dates: list[str] | None = None) -> pl.DataFrame:
+    def _batch_rows(
+        self, table: str, batch_id: str, dates: list[str] | None = None, columns: list[str] | None = None
+    ) -> pl.DataFrame:
         """One batch's rows; each commit's files hold one batch, so statistics prune the rest."""
         where = sql_in("_batch_id", [batch_id])
         if dates:
             where += " AND " + sql_in("event_date", dates)
-        return self.lake.scan(table, where).filter(pl.col("_batch_id") == batch_id).collect()
-
-    def _count_batch_rows(self, table: str, batch_id: str, rows: pl.DataFrame) -> int:
-        return self._batch_rows(table, batch_id, dates=_dates(rows, "event_date") or None).height
+        rows = self.lake.scan(table, where).filter(pl.col("_batch_id") == batch_id)
+        return rows.select(columns).collect() if columns else rows.collect()
 
 
 class _Tally:

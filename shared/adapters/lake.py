@@ -27,7 +27,10 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-WRITER_PROPERTIES = WriterProperties(compression="ZSTD", compression_level=3)
+# Row groups of 64k rows: the writer buffers a whole row group, so this bounds its memory.
+# delta-rs buffers each open file's data until it reaches this size; bounded files bound memory.
+TARGET_FILE_BYTES = 32 * 1024 * 1024
+WRITER_PROPERTIES = WriterProperties(compression="ZSTD", compression_level=3, max_row_group_size=65_536)
 
 
 class Lake:
@@ -126,19 +129,50 @@ class Lake:
             partition_by=partition_by,
             storage_options=self.storage_options,
             writer_properties=WRITER_PROPERTIES,
+            target_file_size=TARGET_FILE_BYTES,
             commit_properties=self.commit_properties(app_id, metadata),
         )
         dt = self.open(table)
         assert dt is not None
         return dt.version()
 
+    def append_to(
+        self,
+        snapshot: DeltaTable,
+        data: pa.RecordBatchReader,
+        *,
+        app_id: str,
+        partition_by: list[str] | None = None,
+        transactions: dict[str, int] | None = None,
+    ) -> int:
+        """Append on top of the version ``snapshot`` read; returns the committed version.
+
+        ``transactions`` are further application transactions to record: a commit that
+        races another one recording the same id fails with a conflict instead of landing.
+        """
+        write_deltalake(
+            snapshot,
+            data,
+            mode="append",
+            partition_by=partition_by,
+            writer_properties=WRITER_PROPERTIES,
+            target_file_size=TARGET_FILE_BYTES,
+            commit_properties=self.commit_properties(app_id, transactions=transactions),
+        )
+        return snapshot.version()
+
     def commit_properties(
-        self, app_id: str | None, metadata: dict[str, Any] | None = None
+        self,
+        app_id: str | None,
+        metadata: dict[str, Any] | None = None,
+        transactions: dict[str, int] | None = None,
     ) -> CommitProperties:
+        txns = [Transaction(app_id=app_id, version=1)] if app_id else []
+        txns += [Transaction(app_id=k, version=v) for k, v in (transactions or {}).items()]
         return CommitProperties(
             custom_metadata={"tributary.app_id": app_id or "", **(metadata or {})},
             max_commit_retries=self.retries,
-            app_transactions=[Transaction(app_id=app_id, version=1)] if app_id else None,
+            app_transactions=txns or None,
         )
 
     def with_conflict_retry(self, what: str, action: Callable[[], T]) -> T:
