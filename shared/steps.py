@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -252,7 +251,7 @@ class Pipeline:
         bronze = bronze_dt.to_pyarrow_dataset(file_pruning_predicate=sql_in("_batch_id", [ref.batch_id]))
         index = keyindex.key_index(bronze, contract, step * 4)
         winners = keyindex.first_occurrences(bronze, index, contract.key[0], step * 4)
-        dates = _dates(winners, part)
+        dates = keyindex.dates_of(index, winners, part)
         schema = _arrow_schema(medallion.silver_schema(contract))
 
         def insert() -> tuple[int | None, int]:
@@ -261,13 +260,11 @@ class Pipeline:
             if dt.transaction_version(app_id) is not None:
                 recorded = self._batch_rows(silver, ref.batch_id, dates=dates or None, columns=[part])
                 return self.lake.commit_version(silver, app_id), recorded.height
-            if winners.is_empty():
+            if not winners.any():
                 return None, 0
             held = dt.to_pyarrow_dataset(file_pruning_predicate=sql_in(part, dates))
-            new_rows = keyindex.not_in_silver(held, bronze, winners, contract, step * 4)
-            # A bitmap over scan positions: pass 2 keeps a row in O(1), one byte a row.
-            wanted = np.zeros(index.height, dtype=bool)
-            wanted[new_rows.get_column("_pos").to_numpy()] = True
+            # A mask over scan positions: pass 2 keeps a row in O(1), one byte a row.
+            wanted = keyindex.not_in_silver(held, bronze, index, winners, contract, step * 4)
 
             def rows() -> Iterator[pa.RecordBatch]:
                 for chunk in keyindex.scan(bronze, None, step):
@@ -284,7 +281,7 @@ class Pipeline:
                 partition_by=[part],
                 transactions={SILVER_WRITER: writer + 1},
             )
-            return version, new_rows.height
+            return version, int(wanted.sum())
 
         version, inserted = self.lake.with_conflict_retry(f"silver insert {ref.batch_id}", insert)
         rows_valid = int(batch.counts.get("rows_valid", index.height))
@@ -294,7 +291,7 @@ class Pipeline:
             counts={
                 "silver_inserted": inserted,
                 "duplicates_dropped": rows_valid - inserted,
-                "duplicates_in_batch": index.height - winners.height,
+                "duplicates_in_batch": index.height - int(winners.sum()),
                 # The silver partitions this batch wrote: gold reads only these.
                 "event_dates": dates,
             },

@@ -39,33 +39,33 @@ def scan(dataset: ds.Dataset, columns: list[str] | None, rows: int) -> Iterator[
 
 
 def key_index(bronze: ds.Dataset, contract: Contract, rows: int) -> pl.DataFrame:
-    """Pass 1: ``_h`` (key hash), ``_row``, ``_pos`` and the partition date of every row."""
+    """Pass 1: ``_h`` (key hash), ``_row`` and the partition date; row i is scan position i."""
     key, part = contract.key[0], contract.partition_by
     frames = [
         chunk.select(
             pl.col(key).hash(_SEED).alias("_h"),
             "_row",
-            "_pos",
             parse_timestamp(pl.col(contract.partition_source)).dt.date().alias(part),
         )
         for chunk in scan(bronze, [key, contract.partition_source, "_row"], rows)
     ]
-    empty = pl.DataFrame(schema={"_h": pl.UInt64, "_row": pl.Int64, "_pos": pl.Int64, part: pl.Date})
-    return pl.concat(frames) if frames else empty
+    empty = pl.DataFrame(schema={"_h": pl.UInt64, "_row": pl.Int64, part: pl.Date})
+    return pl.concat(frames, rechunk=True) if frames else empty
 
 
-def first_occurrences(bronze: ds.Dataset, index: pl.DataFrame, key: str, rows: int) -> pl.DataFrame:
-    """Index rows whose key comes first in the batch (by ``_row``, then position)."""
+def first_occurrences(bronze: ds.Dataset, index: pl.DataFrame, key: str, rows: int) -> np.ndarray:
+    """A mask over scan positions: the rows whose key comes first (by ``_row``, then position)."""
+    winners = np.ones(index.height, dtype=bool)
     # Sorting 8-byte hashes finds the repeated ones in a few arrays of n words; a group-by
     # over millions of keys costs several times that in hash tables.
     ordered = np.sort(index.get_column("_h").to_numpy())
     same = ordered[1:] == ordered[:-1]
     if not same.any():
-        return index
+        return winners
     hashes = pl.Series("_h", np.unique(ordered[1:][same]), dtype=pl.UInt64).implode()
     del ordered, same
-    is_repeated = pl.col("_h").is_in(hashes)
-    single, repeated = index.filter(~is_repeated), index.filter(is_repeated)
+    winners[index.get_column("_h").is_in(hashes).to_numpy()] = False
+    # Rows sharing a hash are settled on the real key.
     exact = pl.concat(
         [
             chunk.filter(pl.col(key).hash(_SEED).is_in(hashes)).select(key, "_row", "_pos")
@@ -73,21 +73,42 @@ def first_occurrences(bronze: ds.Dataset, index: pl.DataFrame, key: str, rows: i
         ]
     )
     first = exact.sort("_row", "_pos").group_by(key, maintain_order=True).first()
-    return pl.concat([single, repeated.filter(pl.col("_pos").is_in(first.get_column("_pos").implode()))])
+    winners[first.get_column("_pos").to_numpy()] = True
+    return winners
+
+
+def dates_of(index: pl.DataFrame, mask: np.ndarray, part: str) -> list[str]:
+    """The partition values of the masked rows, as ISO strings."""
+    values = index.lazy().filter(pl.lit(pl.Series(mask))).select(pl.col(part).unique()).collect()
+    return sorted(d.isoformat() for d in values.get_column(part).drop_nulls().to_list())
 
 
 def not_in_silver(
-    silver: ds.Dataset, bronze: ds.Dataset, winners: pl.DataFrame, contract: Contract, rows: int
-) -> pl.DataFrame:
-    """Winners whose (date, key) silver does not hold: hashes first, real keys for the hits."""
+    silver: ds.Dataset,
+    bronze: ds.Dataset,
+    index: pl.DataFrame,
+    winners: np.ndarray,
+    contract: Contract,
+    rows: int,
+) -> np.ndarray:
+    """The winners whose (date, key) silver does not hold: hashes first, real keys for the hits."""
     key, part = contract.key[0], contract.partition_by
     frames = []
     for batch in silver.to_batches(columns=[part, key], batch_size=rows, **STREAM):
         frame = pl.from_arrow(batch)
         assert isinstance(frame, pl.DataFrame)
         frames.append(frame.select(part, pl.col(key).hash(_SEED).alias("_h")))
-    held = pl.concat(frames) if frames else pl.DataFrame(schema={part: pl.Date, "_h": pl.UInt64})
-    maybe = winners.join(held, on=[part, "_h"], how="semi")
+    if not frames:
+        return winners
+    held = pl.concat(frames)
+    maybe = (
+        index.lazy()
+        .with_row_index("_pos")
+        .filter(pl.lit(pl.Series(winners)))
+        .join(held.lazy(), on=[part, "_h"], how="semi")
+        .select(pl.col("_pos").cast(pl.Int64), part)
+        .collect()
+    )
     del held
     if maybe.is_empty():
         return winners
@@ -97,9 +118,11 @@ def not_in_silver(
             chunk.filter(pl.col("_pos").is_in(positions)).select(key, "_pos")
             for chunk in scan(bronze, [key], rows)
         ]
-    ).join(maybe.select("_pos", part), on="_pos")
+    ).join(maybe, on="_pos")
     names = candidates.get_column(key).unique().to_list()
     existing = pl.from_arrow(silver.to_table(columns=[part, key], filter=pc.field(key).isin(names)))
     assert isinstance(existing, pl.DataFrame)
-    found = candidates.join(existing, on=[part, key], how="semi").get_column("_pos").implode()
-    return winners.filter(~pl.col("_pos").is_in(found))
+    found = candidates.join(existing, on=[part, key], how="semi").get_column("_pos").to_numpy()
+    wanted = winners.copy()
+    wanted[found] = False
+    return wanted

@@ -205,3 +205,30 @@ def test_empty_capture_file_touches_no_table(local_settings: Settings) -> None:
     batch = day.pipeline.run(day.uris[empty])
     assert batch.state == "EMPTY"
     assert {t: day.pipeline.lake.open(t).version() for t in TABLES} == versions  # type: ignore[union-attr]
+
+
+def test_a_silver_append_that_raced_another_writer_conflicts(local_settings: Settings) -> None:
+    """Two writers that checked silver at the same version cannot both land."""
+    import pyarrow as pa
+    from deltalake.exceptions import CommitFailedError
+
+    from shared.steps import SILVER_WRITER, BatchRef
+
+    day = land(local_settings, files=2, events=50)
+    first = day.pipeline.register(day.uris[0])
+    ref = BatchRef(first.batch_id, first.dataset, first.source, first.size, first.etag)
+    for step in (day.pipeline.validate, day.pipeline.bronze):
+        step(ref)
+    stale = day.pipeline.lake.open("silver/user_activity")
+    assert stale is not None
+    writer = stale.transaction_version(SILVER_WRITER) or 0
+    day.pipeline.silver(ref)  # the winner commits first
+    empty = pa.schema(stale.schema().to_arrow()).empty_table()
+    with pytest.raises(CommitFailedError, match="(?i)concurrent"):
+        day.pipeline.lake.append_to(
+            stale,
+            pa.RecordBatchReader.from_batches(empty.schema, empty.to_batches()),
+            app_id="silver:loser",
+            partition_by=["event_date"],
+            transactions={SILVER_WRITER: writer + 1},
+        )
