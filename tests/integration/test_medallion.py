@@ -224,7 +224,7 @@ def test_a_silver_append_that_raced_another_writer_conflicts(local_settings: Set
     writer = stale.transaction_version(SILVER_WRITER) or 0
     day.pipeline.silver(ref)  # the winner commits first
     empty = pa.schema(stale.schema().to_arrow()).empty_table()
-    with pytest.raises(CommitFailedError, match="(?i)concurrent"):
+    with pytest.raises(CommitFailedError, match=r"(?i)concurrent"):
         day.pipeline.lake.append_to(
             stale,
             pa.RecordBatchReader.from_batches(empty.schema, empty.to_batches()),
