@@ -302,7 +302,14 @@ class Pipeline:
 
     # -- step 4: gold ----------------------------------------------------------------------
     def gold(self, ref: BatchRef) -> dict[str, Any]:
-        """Recompute the gold rows for the keys this batch touched, from silver, and merge."""
+        """Fold the rows this batch inserted into silver into every gold table.
+
+        Each gold table takes this batch's aggregate for the keys it touched and merges it
+        additively (sums and counts add, first/last take the extreme), tagged with a Delta
+        application transaction per table and batch, so each batch counts exactly once
+        and the cost follows the batch's keys, not the size of silver. Distinct users per
+        region and day are counted from a (date, region, user) table, so they never add.
+        """
         batch, done = self._start(ref, "GOLD_DONE")
         if done:
             return self._result(batch)
@@ -312,11 +319,11 @@ class Pipeline:
         silver = table_name("silver", contract)
         versions: dict[str, int | None] = {}
         dates = batch.counts.get("event_dates") or None
-        inserted = self._batch_rows(
-            silver, ref.batch_id, dates=dates, columns=["event_date", "user_id", "region"]
-        )
+        inserted = self._batch_rows(silver, ref.batch_id, dates=dates, columns=list(medallion.GOLD_INPUT))
         if not inserted.is_empty():
-            versions = self._update_gold(ref.batch_id, silver, inserted)
+            silver_dt = self.lake.open(silver)
+            assert silver_dt is not None
+            versions = self._update_gold(ref.batch_id, inserted, silver_dt.version())
         batch = self.states.transition(
             batch,
             "GOLD_DONE",
@@ -325,67 +332,58 @@ class Pipeline:
         )
         return self._result(batch)
 
-    def _update_gold(self, batch_id: str, silver: str, inserted: pl.DataFrame) -> dict[str, int | None]:
-        dates = _dates(inserted, "event_date")
-        pairs = inserted.select("event_date", "user_id").unique()
-        regions = inserted.select("event_date", "region").unique()
-        users = inserted.select("user_id").unique()
+    def _update_gold(self, batch_id: str, inserted: pl.DataFrame, version: int) -> dict[str, int | None]:
+        daily = medallion.daily_user_watch_time(inserted).collect()
+        deltas = {
+            "daily_user_watch_time": daily,
+            "user_watch_time": medallion.user_watch_time(daily).collect(),
+            medallion.REGION_USERS: medallion.region_user_events(inserted).collect(),
+        }
         versions: dict[str, int | None] = {}
+        for name, rows in deltas.items():
+            versions[name] = self.lake.with_conflict_retry(
+                f"gold {name} {batch_id}",
+                lambda name=name, rows=rows: self._merge_gold(name, rows, version, batch_id),  # type: ignore[misc]
+            )
+        regions = inserted.select("event_date", "region").unique()
 
-        def silver_scope() -> tuple[pl.LazyFrame, int]:
-            dt = self.lake.open(silver)
-            assert dt is not None
-            return scan_table(dt, sql_in("event_date", dates)), dt.version()
+        def region_daily() -> int | None:
+            users = self.lake.open(gold_table(medallion.REGION_USERS))
+            assert users is not None
+            touched = scan_table(users).join(regions.lazy(), on=["event_date", "region"])
+            counted = touched.group_by("event_date", "region").agg(pl.len().cast(pl.Int64).alias("users"))
+            rows = (
+                medallion.region_daily_watch_time(inserted)
+                .drop("users")
+                .join(counted, on=["event_date", "region"])
+                .collect()
+            )
+            # users is a count of the (date, region, user) table at its version, not a sum.
+            return self._merge_gold("region_daily_watch_time", rows, users.version(), batch_id)
 
-        def daily() -> dict[str, Any]:
-            scan, version = silver_scope()
-            fresh = medallion.daily_user_watch_time(scan.join(pairs.lazy(), on=["event_date", "user_id"]))
-            return self._merge_gold("daily_user_watch_time", fresh, version, batch_id)
-
-        def region_daily() -> dict[str, Any]:
-            scan, version = silver_scope()
-            fresh = medallion.region_daily_watch_time(scan.join(regions.lazy(), on=["event_date", "region"]))
-            return self._merge_gold("region_daily_watch_time", fresh, version, batch_id)
-
-        def user_totals() -> dict[str, Any]:
-            dt = self.lake.open(gold_table("daily_user_watch_time"))
-            assert dt is not None
-            scan = scan_table(dt)
-            fresh = medallion.user_watch_time(scan.join(users.lazy(), on="user_id"))
-            return self._merge_gold("user_watch_time", fresh, dt.version(), batch_id)
-
-        for name, action in (
-            ("daily_user_watch_time", daily),
-            ("region_daily_watch_time", region_daily),
-            ("user_watch_time", user_totals),
-        ):
-            result = self.lake.with_conflict_retry(f"gold {name} {batch_id}", action)
-            versions[name] = result["version"]
+        versions["region_daily_watch_time"] = self.lake.with_conflict_retry(
+            f"gold region_daily_watch_time {batch_id}", region_daily
+        )
         return versions
 
-    def _merge_gold(
-        self, name: str, fresh: pl.LazyFrame, source_version: int, batch_id: str
-    ) -> dict[str, Any]:
+    def _merge_gold(self, name: str, rows: pl.DataFrame, source_version: int, batch_id: str) -> int | None:
         table = gold_table(name)
         app_id = f"gold.{name}:{batch_id}"
         dt = self.lake.open(table)
         assert dt is not None
         if dt.transaction_version(app_id) is not None:
-            return {"version": self.lake.commit_version(table, app_id)}
-        rows = fresh.with_columns(pl.lit(source_version, pl.Int64).alias("_source_version")).collect()
+            return self.lake.commit_version(table, app_id)
         keys = medallion.GOLD_KEYS[name]
-        # A recompute from an older source snapshot never overwrites a newer one.
+        source = rows.with_columns(pl.lit(source_version, pl.Int64).alias("_source_version"))
         dt.merge(
-            rows.select(list(medallion.GOLD_SCHEMAS[name])).to_arrow(),
+            source.select(list(medallion.GOLD_SCHEMAS[name])).to_arrow(),
             predicate=" AND ".join(f"t.{k} = s.{k}" for k in keys),
             source_alias="s",
             target_alias="t",
             writer_properties=WRITER_PROPERTIES,
             commit_properties=self.lake.commit_properties(app_id),
-        ).when_matched_update_all(
-            predicate="s._source_version >= t._source_version"
-        ).when_not_matched_insert_all().execute()
-        return {"version": dt.version()}
+        ).when_matched_update(updates=medallion.GOLD_UPDATES[name]).when_not_matched_insert_all().execute()
+        return dt.version()
 
     # -- failure and quarantine -----------------------------------------------------------
     def fail(self, ref: BatchRef, error: str) -> dict[str, Any]:

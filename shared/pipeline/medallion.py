@@ -113,6 +113,45 @@ GOLD_KEYS: dict[str, tuple[str, ...]] = {
     "user_watch_time": ("user_id",),
     "daily_user_watch_time": ("event_date", "user_id"),
     "region_daily_watch_time": ("event_date", "region"),
+    "daily_region_users": ("event_date", "region", "user_id"),
+}
+# Events per (date, region, user): what distinct users per region and day are counted from.
+REGION_USERS = "daily_region_users"
+# The silver columns gold reads.
+GOLD_INPUT = ("event_date", "user_id", "region", "watch_time_sec", "event_time")
+
+
+def _add(column: str) -> str:
+    return f"t.{column} + s.{column}"
+
+
+def _least(column: str) -> str:
+    return f"CASE WHEN s.{column} < t.{column} THEN s.{column} ELSE t.{column} END"
+
+
+def _greatest(column: str) -> str:
+    return f"CASE WHEN s.{column} > t.{column} THEN s.{column} ELSE t.{column} END"
+
+
+_TOTALS = {
+    "total_watch_sec": _add("total_watch_sec"),
+    "events": _add("events"),
+    "first_event_time": _least("first_event_time"),
+    "last_event_time": _greatest("last_event_time"),
+    "_source_version": _greatest("_source_version"),
+}
+# How a batch's aggregate folds into an existing gold row (MERGE update expressions).
+GOLD_UPDATES: dict[str, dict[str, str]] = {
+    "user_watch_time": _TOTALS,
+    "daily_user_watch_time": _TOTALS,
+    "daily_region_users": {"events": _add("events"), "_source_version": _greatest("_source_version")},
+    "region_daily_watch_time": {
+        "total_watch_sec": _add("total_watch_sec"),
+        "events": _add("events"),
+        # A count from a newer snapshot of daily_region_users replaces an older one.
+        "users": "CASE WHEN s._source_version >= t._source_version THEN s.users ELSE t.users END",
+        "_source_version": _greatest("_source_version"),
+    },
 }
 
 
@@ -141,6 +180,13 @@ GOLD_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "total_watch_sec": pl.Float64(),
         "events": pl.Int64(),
         "users": pl.Int64(),
+        "_source_version": pl.Int64(),
+    },
+    "daily_region_users": {
+        "event_date": pl.Date(),
+        "region": pl.String(),
+        "user_id": pl.String(),
+        "events": pl.Int64(),
         "_source_version": pl.Int64(),
     },
 }
@@ -187,6 +233,13 @@ def region_daily_watch_time(silver: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame
     )
 
 
+def region_user_events(silver: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
+    """Per event date, region and user: events (the basis of distinct users per region)."""
+    return (
+        silver.lazy().group_by("event_date", "region", "user_id").agg(pl.len().cast(pl.Int64).alias("events"))
+    )
+
+
 def gold_from_scratch(silver: pl.DataFrame) -> dict[str, pl.DataFrame]:
     """Every gold table computed over all of silver: the reference gold must equal."""
     daily = daily_user_watch_time(silver).collect()
@@ -194,4 +247,5 @@ def gold_from_scratch(silver: pl.DataFrame) -> dict[str, pl.DataFrame]:
         "user_watch_time": user_watch_time(daily).collect(),
         "daily_user_watch_time": daily,
         "region_daily_watch_time": region_daily_watch_time(silver).collect(),
+        REGION_USERS: region_user_events(silver).collect(),
     }
