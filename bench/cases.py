@@ -62,23 +62,8 @@ def _warm() -> None:
 
 
 def _tune(args: dict[str, Any]) -> dict[str, str]:
-    """Apply the settings the report recommends, when a case asks for them.
-
-    ``chunk_rows`` is the CHUNK_ROWS setting; ``row_group_rows`` caps Parquet row groups
-    in ``shared.adapters.lake.WRITER_PROPERTIES`` (a proposed change, patched here).
-    """
-    env: dict[str, str] = {}
-    if args.get("chunk_rows"):
-        env["CHUNK_ROWS"] = str(args["chunk_rows"])
-    if args.get("row_group_rows"):
-        from deltalake import WriterProperties
-
-        from shared.adapters import lake
-
-        lake.WRITER_PROPERTIES = WriterProperties(
-            compression="ZSTD", compression_level=3, max_row_group_size=int(args["row_group_rows"])
-        )
-    return env
+    """Settings a case overrides: ``chunk_rows`` is the CHUNK_ROWS setting."""
+    return {"CHUNK_ROWS": str(args["chunk_rows"])} if args.get("chunk_rows") else {}
 
 
 def _settings(work: Path, extra: dict[str, str] | None = None) -> Any:
@@ -97,12 +82,9 @@ def _settings(work: Path, extra: dict[str, str] | None = None) -> Any:
 
 
 def _pipeline(args: dict[str, Any], work: Path) -> Any:
-    """The core's Pipeline, or with ``proposal`` the README's proposed silver step."""
-    from bench.proposal import ProposedPipeline
     from shared.steps import Pipeline
 
-    kind = ProposedPipeline if args.get("proposal") else Pipeline
-    return kind(_settings(work, _tune(args)))
+    return Pipeline(_settings(work, _tune(args)))
 
 
 def _land(path: Path, work: Path) -> Path:
