@@ -30,6 +30,7 @@ from shared.adapters.storage import Storage, is_remote, join
 from shared.contracts import CONTRACTS, USER_ACTIVITY, Contract
 from shared.errors import PipelineError, QuarantinedFile
 from shared.pipeline import decode, keyindex, medallion
+from shared.pipeline.prefetch import prefetch
 from shared.pipeline.validate import failure_counts, validate
 from shared.settings import Settings
 
@@ -171,7 +172,8 @@ class Pipeline:
 
         def valid_batches() -> Iterator[pa.RecordBatch]:
             with self.storage.open(ref.source) as stream:
-                for chunk in decode.decode(stream, ref.source, contract, chunk_rows=self.settings.chunk_rows):
+                chunks = decode.decode(stream, ref.source, contract, chunk_rows=self.settings.chunk_rows)
+                for chunk in prefetch(chunks):
                     checked = validate(chunk, contract)
                     tally.add(chunk.height, checked.valid.height, checked.quarantined)
                     if not checked.quarantined.is_empty():
@@ -266,12 +268,16 @@ class Pipeline:
             # A mask over scan positions: pass 2 keeps a row in O(1), one byte a row.
             wanted = keyindex.not_in_silver(held, bronze, index, winners, contract, step * 4)
 
-            def rows() -> Iterator[pa.RecordBatch]:
+            def typed() -> Iterator[pl.DataFrame]:
                 for chunk in keyindex.scan(bronze, None, step):
                     start = int(chunk.get_column("_pos")[0])
                     keep = chunk.filter(pl.Series(wanted[start : start + chunk.height])).drop("_pos")
                     if keep.height:
-                        yield from medallion.silver_rows(keep, contract)[0].to_arrow().to_batches()
+                        yield medallion.silver_rows(keep, contract)[0]
+
+            def rows() -> Iterator[pa.RecordBatch]:
+                for frame in prefetch(typed()):
+                    yield from frame.to_arrow().to_batches()
 
             writer = dt.transaction_version(SILVER_WRITER) or 0
             version = self.lake.append_to(
