@@ -116,7 +116,7 @@ def table(results: dict[str, Any]) -> str:
     labels = {
         "baseline": "obvious implementation",
         "route_defaults": "in-function route, shipped settings",
-        "route": "in-function route, recommended settings",
+        "route": "in-function route",
         "route_proposal": "in-function route, recommended settings + proposed silver",
     }
     for kind, label in labels.items():

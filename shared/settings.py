@@ -91,7 +91,7 @@ class Settings:
             capture_uri=values.get("CAPTURE_URI", "az://capture").rstrip("/"),
             quarantine_uri=values.get("QUARANTINE_URI", "az://quarantine").rstrip("/"),
             state_table=values.get("BATCH_STATE_TABLE", "batches"),
-            large_file_bytes=_int(values, "LARGE_FILE_BYTES", 256 * 1024 * 1024),
+            large_file_bytes=_int(values, "LARGE_FILE_BYTES", DEFAULT_LARGE_FILE_BYTES),
             chunk_rows=_int(values, "CHUNK_ROWS", 25_000),
             delta_commit_retries=_int(values, "DELTA_COMMIT_RETRIES", 8),
             durable_hub_name=values.get("DURABLE_HUB_NAME") or "tributary",
@@ -101,6 +101,10 @@ class Settings:
             vacuum_retention_hours=_int(values, "VACUUM_RETENTION_HOURS", 168),
         )
 
+
+# The largest Capture file the in-function route processes in 75% of a 2,048 MB Flex
+# Consumption instance and within 60 s: 416 MiB, fitted by `make bench` (bench/README.md).
+DEFAULT_LARGE_FILE_BYTES = 416 * 1024 * 1024
 
 # Every app-setting name the code reads; tests check each is listed in
 # local.settings.example.json and set in infra/.
