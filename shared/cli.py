@@ -250,7 +250,14 @@ def batch_table(batches: list[BatchState]) -> str:
         }
         for b in batches
     ]
-    with pl.Config(tbl_rows=len(rows), tbl_cols=12, fmt_str_lengths=60, tbl_hide_dataframe_shape=True):
+    with pl.Config(
+        tbl_rows=len(rows),
+        tbl_cols=12,
+        fmt_str_lengths=60,
+        tbl_width_chars=220,
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+    ):
         return str(pl.DataFrame(rows))
 
 
@@ -269,7 +276,13 @@ def _show(args: argparse.Namespace) -> int:
         print(frame.write_json())
         return 0
     print(f"{args.table}: {lake.uri(table)} (version {dt.version()})")
-    with pl.Config(tbl_rows=args.limit, tbl_cols=30, fmt_str_lengths=40, tbl_hide_dataframe_shape=True):
+    with pl.Config(
+        tbl_rows=args.limit,
+        tbl_cols=30,
+        fmt_str_lengths=40,
+        tbl_width_chars=220,
+        tbl_hide_dataframe_shape=True,
+    ):
         print(frame)
     return 0
 
@@ -324,7 +337,9 @@ def summary(pipeline: Any) -> str:
             if n is not None
         )
         sizes.append({"table": name, "rows": rows, "files": len(dt.file_uris()), "version": dt.version()})
-    with pl.Config(tbl_rows=20, tbl_hide_dataframe_shape=True):
+    with pl.Config(
+        tbl_rows=20, tbl_width_chars=220, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True
+    ):
         lines.append(str(pl.DataFrame(sizes)))
         if pipeline.lake.open(TABLES["user_watch_time"]) is not None:
             top = (
