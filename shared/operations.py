@@ -29,9 +29,9 @@ from typing import Any, Literal
 import azure.durable_functions as df
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.data.tables import TableClient, UpdateMode
 
-from shared.adapters.state import FINAL_STATES, PROGRESS, BatchState
+from shared.adapters.state import FINAL_STATES, PROGRESS, BatchState, open_table
 from shared.adapters.storage import is_remote, join
 from shared.errors import PermanentError, PipelineError, StateConflict
 from shared.events import CAPTURE_SUFFIXES, CaptureTarget, Decision, Envelope, decide
@@ -128,19 +128,14 @@ class RunLedger:
     MAINTENANCE = "maintenance"
 
     def __init__(self, connection: str, table: str) -> None:
-        self._service = TableServiceClient.from_connection_string(connection)
+        self._connection = connection
         self._table = table
         self._client: TableClient | None = None
 
     @property
     def client(self) -> TableClient:
         if self._client is None:
-            client = self._service.get_table_client(self._table)
-            try:
-                client.create_table()
-            except ResourceExistsError:
-                pass
-            self._client = client
+            self._client = open_table(self._connection, self._table)
         return self._client
 
     def claim(self, batch_id: str, *, force: bool = False, now: datetime | None = None) -> bool:

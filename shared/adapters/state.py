@@ -116,23 +116,28 @@ class BatchState:
         )
 
 
+def open_table(connection: str, table: str) -> TableClient:
+    """A client for ``table``, created first if it does not exist."""
+    client = TableServiceClient.from_connection_string(connection).get_table_client(table)
+    try:
+        client.create_table()
+    except ResourceExistsError:
+        pass
+    return client
+
+
 class BatchStateStore:
     """Reads and writes batch entities; every update is conditional on the ETag read."""
 
     def __init__(self, connection: str, table: str) -> None:
-        self._service = TableServiceClient.from_connection_string(connection)
+        self._connection = connection
         self._table_name = table
         self._client: TableClient | None = None
 
     @property
     def client(self) -> TableClient:
         if self._client is None:
-            client = self._service.get_table_client(self._table_name)
-            try:
-                client.create_table()
-            except ResourceExistsError:
-                pass
-            self._client = client
+            self._client = open_table(self._connection, self._table_name)
         return self._client
 
     def get(self, dataset: str, batch_id: str) -> BatchState | None:

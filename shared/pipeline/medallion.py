@@ -107,6 +107,11 @@ def silver_schema(contract: Contract) -> dict[str, pl.DataType]:
     return schema
 
 
+def business_columns(contract: Contract) -> list[str]:
+    """Silver's columns without lineage: what two runs over the same events must agree on."""
+    return [c for c in silver_schema(contract) if not c.startswith("_")]
+
+
 # -- gold: user activity -------------------------------------------------------------------
 GOLD_TABLES = ("user_watch_time", "daily_user_watch_time", "region_daily_watch_time")
 GOLD_KEYS: dict[str, tuple[str, ...]] = {

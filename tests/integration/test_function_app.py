@@ -37,25 +37,14 @@ from shared.events import UnknownEventType, blob_created_event
 from shared.generator import GeneratedFile, generate_day
 from shared.maintenance import run_maintenance
 from shared.operations import Operations, run_step
+from shared.pipeline.medallion import business_columns
 from shared.settings import Settings
 from shared.steps import BatchRef
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.azurite
 
-BUSINESS_SILVER = [
-    "log_id",
-    "user_id",
-    "event_time",
-    "event_date",
-    "action",
-    "content_id",
-    "watch_time_sec",
-    "ip_address",
-    "device",
-    "country",
-    "region",
-]
+BUSINESS_SILVER = business_columns(USER_ACTIVITY)
 GOLD = ["gold/user_watch_time", "gold/daily_user_watch_time", "gold/region_daily_watch_time"]
 LAYERS = ("validate", "bronze", "silver", "gold")
 

@@ -12,25 +12,13 @@ from shared.adapters.state import BatchState
 from shared.adapters.storage import join
 from shared.contracts import USER_ACTIVITY
 from shared.generator import GeneratedFile, generate_day
-from shared.pipeline.medallion import GOLD_KEYS, gold_from_scratch
+from shared.pipeline.medallion import GOLD_KEYS, business_columns, gold_from_scratch
 from shared.settings import Settings
 from shared.steps import Pipeline
 
 pytestmark = pytest.mark.azurite
 
-BUSINESS_SILVER = [
-    "log_id",
-    "user_id",
-    "event_time",
-    "event_date",
-    "action",
-    "content_id",
-    "watch_time_sec",
-    "ip_address",
-    "device",
-    "country",
-    "region",
-]
+BUSINESS_SILVER = business_columns(USER_ACTIVITY)
 TABLES = [
     "bronze/user_activity",
     "quarantine/user_activity",
