@@ -173,7 +173,7 @@ class Pipeline:
         def valid_batches() -> Iterator[pa.RecordBatch]:
             with self.storage.open(ref.source) as stream:
                 chunks = decode.decode(stream, ref.source, contract, chunk_rows=self.settings.chunk_rows)
-                for chunk in prefetch(chunks):
+                for chunk in _remember_failure(prefetch(chunks), tally):
                     checked = validate(chunk, contract)
                     tally.add(chunk.height, checked.valid.height, checked.quarantined)
                     if not checked.quarantined.is_empty():
@@ -208,6 +208,11 @@ class Pipeline:
                 )
         except QuarantinedFile as exc:
             return self._quarantine_file(batch, exc.reason)
+        except Exception:
+            # delta-rs wraps an exception raised by the stream it reads; nothing was committed.
+            if tally.failure is None:
+                raise
+            return self._quarantine_file(batch, tally.failure.reason)
         quarantine_version = None
         if tally.quarantined_frames:
             frame = pl.concat(tally.quarantined_frames)
@@ -496,6 +501,7 @@ class _Tally:
         self.rows_quarantined = 0
         self.by_expectation: dict[str, int] = {}
         self.quarantined_frames: list[pl.DataFrame] = []
+        self.failure: QuarantinedFile | None = None
 
     def add(self, rows_in: int, rows_valid: int, quarantined: pl.DataFrame) -> None:
         self.rows_in += rows_in
@@ -503,6 +509,15 @@ class _Tally:
         self.rows_quarantined += quarantined.height
         for name, count in failure_counts(quarantined).items():
             self.by_expectation[name] = self.by_expectation.get(name, 0) + count
+
+
+def _remember_failure(chunks: Iterator[pl.DataFrame], tally: _Tally) -> Iterator[pl.DataFrame]:
+    """Pass chunks through, noting a QuarantinedFile before it propagates."""
+    try:
+        yield from chunks
+    except QuarantinedFile as exc:
+        tally.failure = exc
+        raise
 
 
 def _resume_state(batch: BatchState) -> BatchState:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 import pytest
@@ -220,3 +221,31 @@ def test_a_silver_append_that_raced_another_writer_conflicts(local_settings: Set
             partition_by=["event_date"],
             transactions={SILVER_WRITER: writer + 1},
         )
+
+
+def test_a_file_that_breaks_mid_stream_is_quarantined_and_bronze_untouched(
+    local_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file the probe passed but decoding cannot finish: no partial bronze commit."""
+    from collections.abc import Iterator
+
+    from shared.errors import QuarantinedFile
+    from shared.pipeline import decode
+    from shared.steps import BatchRef
+
+    day = land(local_settings, files=2, events=100)
+    index = next(i for i, f in enumerate(day.files) if f.kind == "capture")
+    batch = day.pipeline.register(day.uris[index])
+    ref = BatchRef(batch.batch_id, batch.dataset, batch.source, batch.size, batch.etag)
+    assert day.pipeline.validate(ref)["state"] == "VALIDATED"
+    real_decode = decode.decode
+
+    def breaks_after_one_chunk(*args: Any, **kwargs: Any) -> Iterator[pl.DataFrame]:
+        yield next(real_decode(*args, **kwargs))
+        raise QuarantinedFile(ref.source, "avro: bad sync marker after block 2")
+
+    monkeypatch.setattr(decode, "decode", breaks_after_one_chunk)
+    result = day.pipeline.bronze(ref)
+    assert (result["state"], result["error"]) == ("QUARANTINED", "avro: bad sync marker after block 2")
+    bronze = day.pipeline.lake.open("bronze/user_activity")
+    assert bronze is not None and bronze.transaction_version(f"bronze:{ref.batch_id}") is None
