@@ -278,7 +278,7 @@ class Pipeline:
                     start = int(chunk.get_column("_pos")[0])
                     keep = chunk.filter(pl.Series(wanted[start : start + chunk.height])).drop("_pos")
                     if keep.height:
-                        yield medallion.silver_rows(keep, contract)[0]
+                        yield medallion.silver_rows(keep, contract)
 
             def rows() -> Iterator[pa.RecordBatch]:
                 for frame in prefetch(typed()):
@@ -535,10 +535,6 @@ def _batch_time(batch: BatchState) -> datetime:
     if not at:
         return datetime.now(UTC)
     return datetime.fromisoformat(at.replace("Z", "+00:00"))
-
-
-def _dates(frame: pl.DataFrame, column: str) -> list[str]:
-    return sorted(d.isoformat() for d in frame.get_column(column).unique().drop_nulls().to_list())
 
 
 def _elapsed(started: float) -> float:

@@ -69,26 +69,21 @@ def with_batch(
     return stamped.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
 
 
-def silver_rows(bronze: pl.DataFrame, contract: Contract) -> tuple[pl.DataFrame, int]:
-    """Typed, deduplicated, enriched silver rows for one batch's bronze rows.
-
-    The first row of each key in file order wins.
-
-    Returns:
-        The rows to merge into silver, and how many in-batch duplicates were dropped.
-    """
+def silver_rows(bronze: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+    """Typed, enriched silver rows for bronze rows already deduplicated (``keyindex``)."""
     raw_copies = [f"_raw_{f.name}" for f in contract.fields if f.type != "string"]
-    typed = bronze.sort("_row", maintain_order=True).with_columns(typed_columns(contract)).drop(raw_copies)
-    deduped = typed.unique(subset=list(contract.key), keep="first", maintain_order=True)
-    duplicates = typed.height - deduped.height
     source = contract.partition_source
-    rows = deduped.with_columns(
-        pl.col(source).dt.replace_time_zone("UTC"),
-        pl.col(source).dt.date().alias(contract.partition_by),
+    rows = (
+        bronze.with_columns(typed_columns(contract))
+        .drop(raw_copies)
+        .with_columns(
+            pl.col(source).dt.replace_time_zone("UTC"),
+            pl.col(source).dt.date().alias(contract.partition_by),
+        )
     )
     if contract.geo_ip_field:
         rows = geo.enrich(rows, contract.geo_ip_field)
-    return rows.select(list(silver_schema(contract))), duplicates
+    return rows.select(list(silver_schema(contract)))
 
 
 def silver_schema(contract: Contract) -> dict[str, pl.DataType]:
