@@ -102,11 +102,20 @@ class Runner:
         if self.process is not None:
             azurite.stop(self.process)
 
-    def case(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    def case(self, name: str, args: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
+        from shared.settings import PROCESS_ENVIRONMENT
+
         self.runs += 1
         work = self.work / f"run-{self.runs:03d}-{name}"
         args = {**args, "work": str(work)}
-        env = {**os.environ, "BENCH_STORAGE": self.connection, "PYTHONPATH": str(ROOT)}
+        # What a deployed worker starts with (infra/), unless the caller's shell overrides it.
+        env = {
+            **PROCESS_ENVIRONMENT,
+            **os.environ,
+            "BENCH_STORAGE": self.connection,
+            "PYTHONPATH": str(ROOT),
+            **(env or {}),
+        }
         command = [sys.executable, "-m", "bench.cases", name, json.dumps(args)]
         started = time.perf_counter()
         child = subprocess.Popen(
@@ -150,6 +159,7 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "seconds": seconds,
         "events_per_s": round(rows / seconds) if seconds else None,
         "peak_rss_mb": _median([r["peak_rss_mb"] for r in runs]),
+        "peak_anon_mb": _median([r.get("peak_anon_mb", 0.0) for r in runs]),
         "seconds_all": [r["seconds"] for r in runs],
     }
     steps = runs[0].get("steps")
@@ -178,6 +188,10 @@ def run(plan: Plan, *, verbose: bool) -> dict[str, Any]:
     try:
         with Runner(work, verbose) as runner:
             head = str(plan.headline.path)
+            # A cold instance compiles the kernels once (numba caches them on local disk).
+            cold = runner.case("compile", {}, env={"NUMBA_CACHE_DIR": str(work / "numba-cold")})
+            cases["compile"] = {"seconds": cold["seconds"], "cached_seconds": cold["cached_seconds"]}
+            _say(f"kernels: {cold['seconds']}s to compile, {cold['cached_seconds']}s from the cache")
             floor = [runner.case("floor", {"input": head}) for _ in range(plan.repeats)]
             cases["floor"] = _summarise(floor)
             _say(f"floor (inflate blocks): {cases['floor']['seconds']}s")

@@ -61,13 +61,16 @@ module function 'app/function.bicep' = {
       QUARANTINE_URI: 'az://quarantine'
       BATCH_STATE_TABLE: 'batches'
       LARGE_FILE_BYTES: string(largeFileBytes)
-      CHUNK_ROWS: '25000'
+      CHUNK_ROWS: '16384'
       DELTA_COMMIT_RETRIES: '8'
       DURABLE_HUB_NAME: durableHubName
       OPERATIONS_TABLE: 'operations'
       BACKFILL_CONCURRENCY: '8'
       MAINTENANCE_SCHEDULE: maintenanceSchedule
       VACUUM_RETENTION_HOURS: '168'
+      // Read by libraries, not by the code: see PROCESS_ENVIRONMENT in shared/settings.py.
+      _RJEM_MALLOC_CONF: 'background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0'
+      NUMBA_CACHE_DIR: '/tmp/tributary-numba'
     }
   }
 }

@@ -92,7 +92,7 @@ class Settings:
             quarantine_uri=values.get("QUARANTINE_URI", "az://quarantine").rstrip("/"),
             state_table=values.get("BATCH_STATE_TABLE", "batches"),
             large_file_bytes=_int(values, "LARGE_FILE_BYTES", DEFAULT_LARGE_FILE_BYTES),
-            chunk_rows=_int(values, "CHUNK_ROWS", 25_000),
+            chunk_rows=_int(values, "CHUNK_ROWS", 16_384),
             delta_commit_retries=_int(values, "DELTA_COMMIT_RETRIES", 8),
             durable_hub_name=values.get("DURABLE_HUB_NAME") or "tributary",
             operations_table=values.get("OPERATIONS_TABLE") or "operations",
@@ -105,6 +105,17 @@ class Settings:
 # The largest Capture file the in-function route processes in 75% of a 2,048 MB Flex
 # Consumption instance and within 60 s: 416 MiB, fitted by `make bench` (bench/README.md).
 DEFAULT_LARGE_FILE_BYTES = 416 * 1024 * 1024
+
+# Environment the worker process needs from its start, read by libraries rather than by
+# this code: polars' allocator hands freed pages back within a second, on a background
+# thread (by default it holds them about ten seconds, which a step's peak pays for), and
+# numba caches compiled kernels where an instance can write (/home/site/wwwroot is read
+# only). Tests check each is set, with these values, in infra/ and
+# local.settings.example.json; the benchmark gives it to every case.
+PROCESS_ENVIRONMENT = {
+    "_RJEM_MALLOC_CONF": "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0",
+    "NUMBA_CACHE_DIR": "/tmp/tributary-numba",
+}
 
 # Every app-setting name the code reads; tests check each is listed in
 # local.settings.example.json and set in infra/.

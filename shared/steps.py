@@ -21,10 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from shared.adapters.lake import WRITER_PROPERTIES, Lake, scan_table, sql_in
+from shared.adapters.lake import WRITER_PROPERTIES, Lake, sql_in
 from shared.adapters.state import FINAL_STATES, BatchState, BatchStateStore, reached
 from shared.adapters.storage import Storage, is_remote, join
 from shared.contracts import CONTRACTS, USER_ACTIVITY, Contract
@@ -238,11 +239,11 @@ class Pipeline:
         """Type, dedupe (in-batch and against silver), geo-enrich and insert into silver.
 
         Insert-when-not-matched on (event date, key), done without a MERGE: delta-rs' MERGE
-        reads every file of the touched partitions, so its cost grows with silver. Here a
-        key index of the batch is checked against the hashed keys of those partitions and
-        only the new rows are appended, streamed in chunks. Every silver commit also bumps
-        the ``silver-writer`` application transaction, so two writers whose checks raced
-        conflict, and the loser re-checks against the winner's rows.
+        reads every file of the touched partitions, so its cost grows with silver. Here the
+        batch's key hashes are checked against silver's ``_key_hash`` column in the touched
+        partitions (``keyindex``) and only the new rows are appended, streamed in chunks.
+        Every silver commit also bumps the ``silver-writer`` application transaction, so two
+        writers whose checks raced conflict, and the loser re-checks against the winner's rows.
         """
         batch, done = self._start(ref, "SILVER_DONE")
         if done:
@@ -255,54 +256,56 @@ class Pipeline:
         part, step = contract.partition_by, self.settings.chunk_rows
         bronze_dt = self.lake.open(table_name("bronze", contract))
         assert bronze_dt is not None
-        bronze = bronze_dt.to_pyarrow_dataset(file_pruning_predicate=sql_in("_batch_id", [ref.batch_id]))
-        index = keyindex.key_index(bronze, contract, step * 4)
-        winners = keyindex.first_occurrences(bronze, index, contract.key[0], step * 4)
-        dates = keyindex.dates_of(index, winners, part)
+        rows = keyindex.BatchRows.of(
+            self.lake.scan_version(bronze_dt, sql_in("_batch_id", [ref.batch_id])), ref.batch_id
+        )
+        keys = keyindex.index(rows, contract, keyindex.SCAN_ROWS)
+        repeated = keyindex.repeats(rows, keys, contract)
         schema = _arrow_schema(medallion.silver_schema(contract))
 
-        def insert() -> tuple[int | None, int]:
+        def insert() -> tuple[int | None, int, list[str]]:
             dt = self.lake.open(silver)
             assert dt is not None
             if dt.transaction_version(app_id) is not None:
-                recorded = self._batch_rows(silver, ref.batch_id, dates=dates or None, columns=[part])
-                return self.lake.commit_version(silver, app_id), recorded.height
-            if not winners.any():
-                return None, 0
-            held = dt.to_pyarrow_dataset(file_pruning_predicate=sql_in(part, dates))
-            # A mask over scan positions: pass 2 keeps a row in O(1), one byte a row.
-            wanted = keyindex.not_in_silver(held, bronze, index, winners, contract, step * 4)
+                recorded = self._batch_rows(silver, ref.batch_id, dates=keys.dates or None, columns=[part])
+                dates = sorted(d.isoformat() for d in recorded.get_column(part).unique().to_list())
+                return self.lake.commit_version(silver, app_id), recorded.height, dates
+            if keys.rows == len(repeated):
+                return None, 0, []
+            held = self.lake.scan_version(dt, sql_in(part, keys.dates))
+            dropped = np.union1d(repeated, keyindex.held(held, rows, keys, repeated, contract))
+            written: set[str] = set()
 
             def typed() -> Iterator[pl.DataFrame]:
-                for chunk in keyindex.scan(bronze, None, step):
-                    start = int(chunk.get_column("_pos")[0])
-                    keep = chunk.filter(pl.Series(wanted[start : start + chunk.height])).drop("_pos")
-                    if keep.height:
-                        yield medallion.silver_rows(keep, contract)
+                for chunk in rows.chunks(step, dropped):
+                    if chunk.height:
+                        frame = medallion.silver_rows(chunk, contract)
+                        written.update(d.isoformat() for d in frame.get_column(part).unique().to_list())
+                        yield frame
 
-            def rows() -> Iterator[pa.RecordBatch]:
+            def batches() -> Iterator[pa.RecordBatch]:
                 for frame in prefetch(typed()):
                     yield from frame.to_arrow().to_batches()
 
             writer = dt.transaction_version(SILVER_WRITER) or 0
             version = self.lake.append_to(
                 dt,
-                pa.RecordBatchReader.from_batches(schema, rows()),
+                pa.RecordBatchReader.from_batches(schema, batches()),
                 app_id=app_id,
                 partition_by=[part],
                 transactions={SILVER_WRITER: writer + 1},
             )
-            return version, int(wanted.sum())
+            return version, keys.rows - len(dropped), sorted(written)
 
-        version, inserted = self.lake.with_conflict_retry(f"silver insert {ref.batch_id}", insert)
-        rows_valid = int(batch.counts.get("rows_valid", index.height))
+        version, inserted, dates = self.lake.with_conflict_retry(f"silver insert {ref.batch_id}", insert)
+        rows_valid = int(batch.counts.get("rows_valid", keys.rows))
         batch = self.states.transition(
             batch,
             "SILVER_DONE",
             counts={
                 "silver_inserted": inserted,
                 "duplicates_dropped": rows_valid - inserted,
-                "duplicates_in_batch": index.height - int(winners.sum()),
+                "duplicates_in_batch": len(repeated),
                 # The silver partitions this batch wrote: gold reads only these.
                 "event_dates": dates,
             },
@@ -330,10 +333,15 @@ class Pipeline:
         silver = table_name("silver", contract)
         versions: dict[str, int | None] = {}
         dates = batch.counts.get("event_dates") or None
-        inserted = self._batch_rows(silver, ref.batch_id, dates=dates, columns=list(medallion.GOLD_INPUT))
-        if not inserted.is_empty():
-            silver_dt = self.lake.open(silver)
-            assert silver_dt is not None
+        silver_dt = self.lake.open(silver)
+        assert silver_dt is not None
+        if dates:
+            where = sql_in("_batch_id", [ref.batch_id]) + " AND " + sql_in(contract.partition_by, dates)
+            inserted = (
+                self.lake.scan_version(silver_dt, where)
+                .filter(pl.col("_batch_id") == ref.batch_id)
+                .select(list(medallion.GOLD_INPUT))
+            )
             versions = self._update_gold(ref.batch_id, inserted, silver_dt.version())
         batch = self.states.transition(
             batch,
@@ -343,12 +351,23 @@ class Pipeline:
         )
         return self._result(batch)
 
-    def _update_gold(self, batch_id: str, inserted: pl.DataFrame, version: int) -> dict[str, int | None]:
-        daily = medallion.daily_user_watch_time(inserted).collect()
+    def _update_gold(self, batch_id: str, inserted: pl.LazyFrame, version: int) -> dict[str, int | None]:
+        """Aggregate the batch's silver rows, streamed: memory follows the keys, not the rows."""
+        # One aggregate at a time: each holds a hash table of its keys, not the rows.
+        daily, users, region_days = (
+            query.collect(engine="streaming")
+            for query in (
+                medallion.daily_user_watch_time(inserted),
+                medallion.region_user_events(inserted),
+                medallion.region_daily_watch_time(inserted),
+            )
+        )
+        if daily.is_empty():
+            return {}
         deltas = {
             "daily_user_watch_time": daily,
             "user_watch_time": medallion.user_watch_time(daily).collect(),
-            medallion.REGION_USERS: medallion.region_user_events(inserted).collect(),
+            medallion.REGION_USERS: users,
         }
         versions: dict[str, int | None] = {}
         for name, rows in deltas.items():
@@ -356,19 +375,14 @@ class Pipeline:
                 f"gold {name} {batch_id}",
                 lambda name=name, rows=rows: self._merge_gold(name, rows, version, batch_id),  # type: ignore[misc]
             )
-        regions = inserted.select("event_date", "region").unique()
+        regions = region_days.select("event_date", "region")
 
         def region_daily() -> int | None:
             users = self.lake.open(gold_table(medallion.REGION_USERS))
             assert users is not None
-            touched = scan_table(users).join(regions.lazy(), on=["event_date", "region"])
+            touched = self.lake.scan_version(users).join(regions.lazy(), on=["event_date", "region"])
             counted = touched.group_by("event_date", "region").agg(pl.len().cast(pl.Int64).alias("users"))
-            rows = (
-                medallion.region_daily_watch_time(inserted)
-                .drop("users")
-                .join(counted, on=["event_date", "region"])
-                .collect()
-            )
+            rows = region_days.lazy().drop("users").join(counted, on=["event_date", "region"]).collect()
             # users is a count of the (date, region, user) table at its version, not a sum.
             return self._merge_gold("region_daily_watch_time", rows, users.version(), batch_id)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import importlib
 import io
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, Literal, cast
 
+import cavro
 import fastavro
 import orjson
 import polars as pl
@@ -31,14 +31,7 @@ import pyarrow.parquet as pq
 
 from shared.contracts import Contract
 from shared.errors import QuarantinedFile
-from shared.pipeline import fastparse
-
-try:
-    # cavro decodes Capture records about 3x faster than fastavro (requirements.txt);
-    # without it the fast path decodes records with fastavro and still parses vectorised.
-    cavro: Any = importlib.import_module("cavro")
-except ImportError:  # pragma: no cover - exercised only where cavro is not installed
-    cavro = None
+from shared.pipeline import capture, fastparse
 
 Format = Literal["avro", "parquet", "csv", "ndjson"]
 #: ``fast`` parses whole chunks with polars and hands only odd bodies to the row builder;
@@ -166,17 +159,26 @@ def probe(stream: BinaryIO, name: str) -> Probe:
 
 
 def _probe_avro(fh: BinaryIO, name: str) -> int:
+    """Walk the blocks (count, size, sync marker) without inflating them."""
     if not fh.peek(1):  # type: ignore[attr-defined]
         return 0
-    reader = _avro_blocks(fh, name)
-    blocks = records = 0
+    header = _capture_header(fh, name)
+    records = 0
     try:
-        for block in reader:
-            records += block.num_records
-            blocks += 1
-    except Exception as exc:  # fastavro raises bare ValueError/EOFError/zlib.error
-        raise _avro_failure(name, exc, blocks) from exc
+        for count, _ in capture.blocks(fh, header, inflate=False):
+            records += count
+    except capture.BlockError as exc:
+        raise _avro_failure(name, exc.cause, exc.block - 1) from exc
     return records
+
+
+def _capture_header(fh: BinaryIO, name: str) -> capture.Header:
+    try:
+        header = capture.read_header(fh)
+    except Exception as exc:  # fastavro raises bare ValueError/EOFError on a bad header
+        raise QuarantinedFile(name, f"avro: bad header ({exc})") from exc
+    _check_capture_schema(header.schema, name)
+    return header
 
 
 def _avro_blocks(fh: BinaryIO, name: str, reader_schema: Any = None) -> fastavro.block_reader:
@@ -287,39 +289,80 @@ def _decode_avro(
 def _decode_avro_fast(
     fh: BinaryIO, name: str, contract: Contract, chunk_rows: int, partition: str | None
 ) -> Iterator[pl.DataFrame]:
-    """The Avro path of ``parser="fast"``: cavro decodes records, ``fastparse`` parses bodies.
+    """The Avro path of ``parser="fast"``: ``capture`` scans records, ``fastparse`` parses bodies.
 
-    fastavro still frames the file (header, inflate, sync markers), so failures read as
-    in the straightforward path. cavro (Cython) decodes each block's records through the
-    projection that skips Properties at about a third of fastavro's cost per record.
+    A writer schema in Capture's exact layout is scanned into columns by compiled code;
+    any other (fields reordered, unexpected union branches) is decoded record by record
+    with cavro through the projection that skips Properties. Failures read as in the
+    straightforward path.
     """
     if not fh.peek(1):  # type: ignore[attr-defined]
         return
-    reader = _avro_blocks(fh, name)
-    read = (
-        cavro.Schema(CAPTURE_READER_SCHEMA).reader_for_writer(cavro.Schema(reader.writer_schema)).binary_read
-        if cavro is not None
-        else None
-    )
-    chunk = _RecordColumns(partition)
-    blocks = iter(reader)
-    done = 0
-    while True:
-        try:
-            block = next(blocks, None)
-            if block is None:
-                break
-            if read is None:
-                chunk.add_records(block)
-            else:
-                chunk.add_block(read, block.bytes_.getvalue(), block.num_records)  # type: ignore[attr-defined]
-        except Exception as exc:
-            raise _avro_failure(name, exc, done) from exc
-        done += 1
-        if len(chunk.bodies) >= chunk_rows:
+    header = _capture_header(fh, name)
+    shape = capture.layout(header.schema)
+    first_row = 0
+    try:
+        if shape is not None:
+            for columns in capture.chunks(fh, header, shape, chunk_rows):
+                frame = _parse_columns(columns, contract, partition, first_row)
+                first_row += len(columns.body)
+                yield frame
+            return
+        read = cavro.Schema(CAPTURE_READER_SCHEMA).reader_for_writer(cavro.Schema(header.schema)).binary_read
+        chunk = _RecordColumns(partition)
+        for block, (count, data) in enumerate(capture.blocks(fh, header), start=1):
+            try:
+                chunk.add_block(read, data, count)
+            except Exception as exc:  # cavro raises bare errors on bad record data
+                raise capture.BlockError(block, exc) from exc
+            if len(chunk.bodies) >= chunk_rows:
+                yield chunk.parse(contract)
+        if chunk.bodies:
             yield chunk.parse(contract)
-    if chunk.bodies:
-        yield chunk.parse(contract)
+    except capture.BlockError as exc:
+        raise _avro_failure(name, exc.cause, exc.block - 1) from exc
+
+
+def _parse_columns(
+    columns: capture.Columns, contract: Contract, partition: str | None, first_row: int
+) -> pl.DataFrame:
+    """One scanned chunk -> the parsed frame (``fastparse``; odd bodies take the builder)."""
+    n = len(columns.body)
+    enqueued = columns.enqueued_ms
+    if enqueued.null_count:
+        exact = enqueued.to_pylist()
+        enqueued = pa.array(
+            [
+                v if v is not None else _enqueued_at(None, t)
+                for v, t in zip(exact, columns.enqueued_text, strict=True)
+            ],
+            pa.int64(),
+        )
+    lineage = [
+        pl.Series("_sequence_number", columns.sequence_number),
+        pl.Series("_offset", columns.offset),
+        pl.Series("_enqueued_time", enqueued).cast(pl.Datetime("ms")).cast(pl.Datetime("us")),
+        pl.repeat(partition, n, dtype=pl.String, eager=True).alias("_partition"),
+    ]
+    bodies = pl.Series("_raw", columns.body, dtype=pl.Binary)
+
+    def straightforward(positions: list[int]) -> pl.DataFrame:
+        picked = pa.array(positions, pa.int64())
+        builder = _ChunkBuilder(contract)
+        rows = zip(
+            positions,
+            columns.body.take(picked).to_pylist(),
+            columns.sequence_number.take(picked).to_pylist(),
+            columns.offset.take(picked).to_pylist(),
+            enqueued.take(picked).to_pylist(),
+            strict=True,
+        )
+        for i, body, sequence_number, offset, enqueued_ms in rows:
+            builder.sources = first_row + i
+            builder.add_body(body, sequence_number, offset, enqueued_ms, partition)
+        return builder.take()
+
+    return fastparse.parse_chunk(bodies, contract, lineage, first_row, straightforward)
 
 
 class _RecordColumns:
@@ -349,14 +392,6 @@ class _RecordColumns:
             offsets(record.Offset)
             exact = record.SystemProperties.get("x-opt-enqueued-time")
             enqueued(exact if exact.__class__ is int else _enqueued_at(exact, record.EnqueuedTimeUtc))
-
-    def add_records(self, records: Iterable[Any]) -> None:
-        """The same from fastavro's decoded records (when cavro is not installed)."""
-        for record in records:
-            self.bodies.append(record["Body"])
-            self.sequence_numbers.append(record["SequenceNumber"])
-            self.offsets.append(record["Offset"])
-            self.enqueued.append(_enqueued_ms(record))
 
     def parse(self, contract: Contract) -> pl.DataFrame:
         n = len(self.bodies)

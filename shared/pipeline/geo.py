@@ -7,7 +7,7 @@ Private, reserved, missing or unknown addresses map to ``unknown``.
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -38,8 +38,12 @@ def _regions() -> dict[str, str]:
     return regions
 
 
+@lru_cache(maxsize=1 << 18)
 def country_of(ip: str | None) -> str:
-    """ISO 3166-1 alpha-2 country of an address, or ``unknown``."""
+    """ISO 3166-1 alpha-2 country of an address, or ``unknown``.
+
+    Memoised: a batch's chunks, and consecutive batches, share most of their addresses.
+    """
     if not ip:
         return UNKNOWN
     result = _geoip().lookup(ip)

@@ -1,128 +1,174 @@
-"""Exact first-wins dedupe of one batch against itself and silver, in bounded memory.
+"""Silver's exact first-wins dedupe, in bounded memory, at a cost that does not grow with silver.
 
-A batch's rows are never held at once. Pass 1 streams three columns into a key index of
-about 28 bytes a row (64-bit hash of the key, ``_row``, scan position, partition date);
-hashes that repeat are settled on the real keys. The touched silver partitions' keys are
-hashed the same way, and hash hits are confirmed on the real keys, so a hash collision
-can never drop a row. Pass 2 (the caller) streams the rows again and keeps the positions
-this module returns.
+Every silver row carries ``_key_hash``: XXH64 with seed 42 of its key's UTF-8 bytes, the
+function Spark's ``xxhash64`` computes, so the hash is the same across library versions and
+engines. A batch is checked against silver by reading that one 8-byte column of the touched
+date partitions, streamed; never silver's rows.
+
+Pass 1 hashes the batch's keys into one array (8 bytes a row). Hashes that repeat within the
+batch, and batch hashes that silver already holds, are only candidates: they are settled on
+the real (date, key) values, read for those rows alone, so a hash collision can never drop a
+row. What comes out is the scan positions of the rows not to insert; pass 2 (the caller)
+streams the batch again without them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
+import polars_hash as plh
 
 from shared.contracts import Contract
 from shared.pipeline.validate import parse_timestamp
 
-_SEED = 20261121  # any fixed seed: both sides of every comparison hash in one process
-# pyarrow reads ahead 16 batches and 4 files by default: hundreds of MB on wide rows.
-STREAM: dict[str, Any] = {"batch_readahead": 1, "fragment_readahead": 1}
+KEY_HASH = "_key_hash"
+SEED = 42  # Spark's xxhash64 seed: the Databricks route computes the same column
+POSITION = "_pos"
+# Rows per read of a batch's key columns (tens of MB), and of silver's 8-byte hashes (32 MB).
+SCAN_ROWS = 262_144
+HASH_ROWS = 4_194_304
 
 
-def scan(dataset: ds.Dataset, columns: list[str] | None, rows: int) -> Iterator[pl.DataFrame]:
-    """The dataset in order, in frames of at most ``rows``, with ``_pos``: the scan position."""
-    position = 0
-    for batch in dataset.to_batches(columns=columns, batch_size=rows, **STREAM):
-        frame = pl.from_arrow(batch)
-        assert isinstance(frame, pl.DataFrame)
-        yield frame.with_columns(
-            pl.int_range(position, position + frame.height, dtype=pl.Int64).alias("_pos")
-        )
-        position += frame.height
+def key_hash(column: str) -> pl.Expr:
+    """``_key_hash`` of a string column: XXH64 (seed 42) of its UTF-8 bytes, as Int64."""
+    return plh.col(column).nchash.xxhash64(seed=SEED).reinterpret(signed=True).alias(KEY_HASH)
 
 
-def key_index(bronze: ds.Dataset, contract: Contract, rows: int) -> pl.DataFrame:
-    """Pass 1: ``_h`` (key hash), ``_row`` and the partition date; row i is scan position i."""
+@dataclass(frozen=True, slots=True)
+class BatchRows:
+    """A batch's rows in bronze: the files that may hold them, every row with its position.
+
+    ``_pos`` numbers the rows of those files in scan order, the same in every pass over
+    one snapshot. Files compacted together may also hold other batches' rows, which the
+    passes skip.
+    """
+
+    files: pl.LazyFrame
+    batch_id: str
+
+    @classmethod
+    def of(cls, files: pl.LazyFrame, batch_id: str) -> BatchRows:
+        return cls(files.with_row_index(POSITION), batch_id)
+
+    @property
+    def rows(self) -> pl.LazyFrame:
+        return self.files.filter(pl.col("_batch_id") == self.batch_id)
+
+    def chunks(self, rows: int, dropped: np.ndarray) -> Iterator[pl.DataFrame]:
+        """The batch's rows but ``dropped``, in order, read ``rows`` file rows at a time."""
+        skip = pl.Series(dropped, dtype=pl.UInt32).implode()
+        yield from self.slices(rows, ~pl.col(POSITION).is_in(skip), [pl.all().exclude(POSITION)])
+
+    def slices(self, rows: int, keep: pl.Expr, columns: list[pl.Expr]) -> Iterator[pl.DataFrame]:
+        """``columns`` of the batch's rows that ``keep`` selects, ``rows`` file rows at a time.
+
+        Slicing the positioned files reads only the row groups a slice spans, so memory
+        follows ``rows``, not the batch (a streaming collect reads far ahead).
+        """
+        total = self.files.select(pl.len()).collect().item()
+        for start in range(0, total, rows):
+            chunk = self.files.slice(start, rows).filter((pl.col("_batch_id") == self.batch_id) & keep)
+            yield chunk.select(columns).collect()
+
+
+@dataclass(frozen=True, slots=True)
+class BatchKeys:
+    """Pass 1's result: each batch row's position and key hash, and the dates touched.
+
+    About 20 bytes a row: positions (4), hashes (8) and the hashes sorted (8).
+    """
+
+    positions: np.ndarray
+    hashes: np.ndarray
+    ordered: np.ndarray
+    dates: list[str]
+
+    @property
+    def rows(self) -> int:
+        return len(self.hashes)
+
+
+def index(batch: BatchRows, contract: Contract, rows: int) -> BatchKeys:
+    """Hash every row's key and collect the partition dates, ``rows`` file rows at a time."""
     key, part = contract.key[0], contract.partition_by
-    frames = [
-        chunk.select(
-            pl.col(key).hash(_SEED).alias("_h"),
-            "_row",
-            parse_timestamp(pl.col(contract.partition_source)).dt.date().alias(part),
-        )
-        for chunk in scan(bronze, [key, contract.partition_source, "_row"], rows)
-    ]
-    empty = pl.DataFrame(schema={"_h": pl.UInt64, "_row": pl.Int64, part: pl.Date})
-    return pl.concat(frames, rechunk=True) if frames else empty
+    date = parse_timestamp(pl.col(contract.partition_source)).dt.date().alias(part)
+    positions, hashes, dates = [], [], set()
+    for chunk in batch.slices(rows, pl.lit(True), [pl.col(POSITION), key_hash(key), date]):
+        positions.append(chunk.get_column(POSITION).to_numpy())
+        hashes.append(chunk.get_column(KEY_HASH).to_numpy())
+        dates.update(chunk.get_column(part).drop_nulls().unique().to_list())
+    every = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.int64)
+    return BatchKeys(
+        positions=np.concatenate(positions) if positions else np.empty(0, dtype=np.uint32),
+        hashes=every,
+        ordered=np.sort(every),
+        dates=sorted(d.isoformat() for d in dates),
+    )
 
 
-def first_occurrences(bronze: ds.Dataset, index: pl.DataFrame, key: str, rows: int) -> np.ndarray:
-    """A mask over scan positions: the rows whose key comes first (by ``_row``, then position)."""
-    winners = np.ones(index.height, dtype=bool)
-    # Sorting 8-byte hashes finds the repeated ones in a few arrays of n words; a group-by
-    # over millions of keys costs several times that in hash tables.
-    ordered = np.sort(index.get_column("_h").to_numpy())
-    same = ordered[1:] == ordered[:-1]
+def repeats(batch: BatchRows, keys: BatchKeys, contract: Contract) -> np.ndarray:
+    """Positions of rows whose key an earlier row of the batch has (by ``_row``, then position)."""
+    same = keys.ordered[1:] == keys.ordered[:-1]
     if not same.any():
-        return winners
-    hashes = pl.Series("_h", np.unique(ordered[1:][same]), dtype=pl.UInt64).implode()
-    del ordered, same
-    winners[index.get_column("_h").is_in(hashes).to_numpy()] = False
-    # Rows sharing a hash are settled on the real key.
-    exact = pl.concat(
-        [
-            chunk.filter(pl.col(key).hash(_SEED).is_in(hashes)).select(key, "_row", "_pos")
-            for chunk in scan(bronze, [key, "_row"], rows)
-        ]
+        return np.empty(0, dtype=np.int64)
+    shared = pl.Series(np.unique(keys.ordered[1:][same])).implode()
+    del same
+    key = contract.key[0]
+    rows = (
+        batch.rows.filter(key_hash(key).is_in(shared))
+        .select(key, "_row", POSITION)
+        .collect(engine="streaming")
     )
-    first = exact.sort("_row", "_pos").group_by(key, maintain_order=True).first()
-    winners[first.get_column("_pos").to_numpy()] = True
-    return winners
+    later = rows.sort("_row", POSITION).filter(pl.int_range(pl.len()).over(key) > 0)
+    return np.sort(later.get_column(POSITION).to_numpy().astype(np.int64))
 
 
-def dates_of(index: pl.DataFrame, mask: np.ndarray, part: str) -> list[str]:
-    """The partition values of the masked rows, as ISO strings."""
-    values = index.lazy().filter(pl.lit(pl.Series(mask))).select(pl.col(part).unique()).collect()
-    return sorted(d.isoformat() for d in values.get_column(part).drop_nulls().to_list())
-
-
-def not_in_silver(
-    silver: ds.Dataset,
-    bronze: ds.Dataset,
-    index: pl.DataFrame,
-    winners: np.ndarray,
+def held(
+    silver: pl.LazyFrame,
+    batch: BatchRows,
+    keys: BatchKeys,
+    dropped: np.ndarray,
     contract: Contract,
-    rows: int,
 ) -> np.ndarray:
-    """The winners whose (date, key) silver does not hold: hashes first, real keys for the hits."""
+    """Positions of rows (not already ``dropped``) whose (date, key) silver holds.
+
+    ``silver`` is pruned to the batch's dates; only its ``_key_hash`` column is read,
+    a chunk at a time, and matched against the batch's sorted hashes.
+    """
+    ordered = keys.ordered
+    # A bitmap of the hashes' low bits rules out most silver hashes with one lookup each;
+    # only the rest are searched for in the sorted hashes.
+    bits = min(26, max(16, int(len(ordered) * 16).bit_length()))
+    mask = np.int64((1 << bits) - 1)
+    bitmap = np.zeros(1 << bits, dtype=np.bool_)
+    bitmap[ordered & mask] = True
+    hits: list[np.ndarray] = []
+    start = 0
+    while True:  # a short read is the last one, so no count is needed first
+        read = silver.slice(start, HASH_ROWS).select(KEY_HASH).collect().get_column(KEY_HASH)
+        values = read.drop_nulls().to_numpy()
+        values = values[bitmap[values & mask]]
+        at = np.minimum(np.searchsorted(ordered, values), len(ordered) - 1)
+        hits.append(values[ordered[at] == values])
+        if len(read) < HASH_ROWS:
+            break
+        start += HASH_ROWS
+    del bitmap
+    found = np.unique(np.concatenate(hits)) if hits else np.empty(0, dtype=np.int64)
+    if not len(found):
+        return np.empty(0, dtype=np.int64)
+    candidates = keys.positions[np.isin(keys.hashes, found)]
+    candidates = candidates[~np.isin(candidates, dropped)]
+    if not len(candidates):
+        return np.empty(0, dtype=np.int64)
+    # Settle the candidates on the real (date, key).
     key, part = contract.key[0], contract.partition_by
-    frames = []
-    for batch in silver.to_batches(columns=[part, key], batch_size=rows, **STREAM):
-        frame = pl.from_arrow(batch)
-        assert isinstance(frame, pl.DataFrame)
-        frames.append(frame.select(part, pl.col(key).hash(_SEED).alias("_h")))
-    if not frames:
-        return winners
-    held = pl.concat(frames)
-    maybe = (
-        index.lazy()
-        .with_row_index("_pos")
-        .filter(pl.lit(pl.Series(winners)))
-        .join(held.lazy(), on=[part, "_h"], how="semi")
-        .select(pl.col("_pos").cast(pl.Int64), part)
-        .collect()
+    mine = batch.rows.filter(pl.col(POSITION).is_in(pl.Series(candidates, dtype=pl.UInt32).implode())).select(
+        POSITION, key, parse_timestamp(pl.col(contract.partition_source)).dt.date().alias(part)
     )
-    del held
-    if maybe.is_empty():
-        return winners
-    positions = maybe.get_column("_pos").implode()
-    candidates = pl.concat(
-        [
-            chunk.filter(pl.col("_pos").is_in(positions)).select(key, "_pos")
-            for chunk in scan(bronze, [key], rows)
-        ]
-    ).join(maybe, on="_pos")
-    names = candidates.get_column(key).unique().to_list()
-    existing = pl.from_arrow(silver.to_table(columns=[part, key], filter=pc.field(key).isin(names)))
-    assert isinstance(existing, pl.DataFrame)
-    found = candidates.join(existing, on=[part, key], how="semi").get_column("_pos").to_numpy()
-    wanted = winners.copy()
-    wanted[found] = False
-    return wanted
+    theirs = silver.filter(pl.col(KEY_HASH).is_in(pl.Series(found).implode())).select(part, key)
+    same = mine.join(theirs, on=[part, key], how="semi").collect(engine="streaming")
+    return np.sort(same.get_column(POSITION).to_numpy().astype(np.int64))

@@ -9,6 +9,7 @@ import polars as pl
 
 from shared.contracts import Contract
 from shared.pipeline import geo
+from shared.pipeline.keyindex import KEY_HASH, key_hash
 from shared.pipeline.validate import typed_columns
 
 BATCH_COLUMNS = ("_batch_id", "_source", "_batch_time")
@@ -79,6 +80,7 @@ def silver_rows(bronze: pl.DataFrame, contract: Contract) -> pl.DataFrame:
         .with_columns(
             pl.col(source).dt.replace_time_zone("UTC"),
             pl.col(source).dt.date().alias(contract.partition_by),
+            key_hash(contract.key[0]),
         )
     )
     if contract.geo_ip_field:
@@ -99,6 +101,8 @@ def silver_schema(contract: Contract) -> dict[str, pl.DataType]:
         schema["region"] = pl.String()
     schema["_rescued_data"] = pl.String()
     schema.update(_lineage_schema())
+    # The dedupe index silver carries: see shared.pipeline.keyindex.
+    schema[KEY_HASH] = pl.Int64()
     return schema
 
 

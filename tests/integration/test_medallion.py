@@ -13,6 +13,7 @@ from shared.adapters.state import BatchState
 from shared.adapters.storage import join
 from shared.contracts import USER_ACTIVITY
 from shared.generator import GeneratedFile, generate_day
+from shared.pipeline import keyindex, medallion
 from shared.pipeline.medallion import GOLD_KEYS, business_columns, gold_from_scratch
 from shared.settings import Settings
 from shared.steps import Pipeline
@@ -118,6 +119,21 @@ def test_defect_laden_day_lands_balanced(where: str, request: pytest.FixtureRequ
         reasons |= set(b.counts.get("quarantined_by_expectation", {}))
     assert reasons == {"malformed_body"} | {e.name for e in USER_ACTIVITY.expectations}
     assert sum(b.counts.get("duplicates_dropped", 0) for b in batches) > 0
+
+
+def test_colliding_key_hashes_never_drop_a_row(local_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every key of one length hashes alike, so each in-batch and silver check hits and
+    # every row is settled on its real (date, key).
+    def degenerate(column: str) -> pl.Expr:
+        return pl.col(column).str.len_bytes().cast(pl.Int64).alias(keyindex.KEY_HASH)
+
+    monkeypatch.setattr(keyindex, "key_hash", degenerate)
+    monkeypatch.setattr(medallion, "key_hash", degenerate)
+    day = land(local_settings, files=6, events=120)
+    batches = ingest(day)
+    assert_day_landed(day, batches)
+    assert sum(b.counts.get("duplicates_dropped", 0) for b in batches) > 0
+    assert table(day.pipeline, "silver/user_activity").get_column(keyindex.KEY_HASH).n_unique() <= 2
 
 
 def test_reingesting_the_same_files_changes_nothing(local_settings: Settings) -> None:

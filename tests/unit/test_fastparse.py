@@ -231,8 +231,3 @@ def test_tokens_taken_as_canonical_are_what_orjson_writes() -> None:
         assert fastparse.number_text(token) == token, token
     for token in ("-0", "1E3", "1e-7", "0.00001", "146.850", "1000000.5", "0.000012", "12345678901234567"):
         assert not series.__class__([token]).str.contains(fastparse.CANONICAL_NUMBER).any(), token
-
-
-def test_fast_path_without_cavro_decodes_identically(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(decode, "cavro", None)
-    _assert_same(_capture(_interleaved()), CAPTURE_NAME, chunk_rows=120)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared.errors import ConfigError
-from shared.settings import AZURITE_CONNECTION, SETTING_NAMES, Settings
+from shared.settings import AZURITE_CONNECTION, PROCESS_ENVIRONMENT, SETTING_NAMES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,6 +24,14 @@ def test_every_setting_is_set_in_infra() -> None:
     bicep = "\n".join(p.read_text() for p in (ROOT / "infra").rglob("*.bicep"))
     missing = [name for name in SETTING_NAMES if name not in bicep]
     assert not missing
+
+
+def test_process_environment_is_set_everywhere_with_the_same_values() -> None:
+    example = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
+    bicep = "\n".join(p.read_text() for p in (ROOT / "infra").rglob("*.bicep"))
+    for name, value in PROCESS_ENVIRONMENT.items():
+        assert example[name] == value
+        assert f"{name}: '{value}'" in bicep
 
 
 def test_environment_wins_over_local_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
