@@ -182,6 +182,7 @@ def decode_only(args: dict[str, Any]) -> dict[str, Any]:
 
     path = Path(args["input"])
     rows = 0
+    _warm()
     started = time.perf_counter()
     with path.open("rb") as fh:
         for chunk in decode.decode(fh, str(path), USER_ACTIVITY, parser=args["parser"]):

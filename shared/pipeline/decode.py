@@ -344,7 +344,6 @@ def _parse_columns(
         pl.Series("_enqueued_time", enqueued).cast(pl.Datetime("ms")).cast(pl.Datetime("us")),
         pl.repeat(partition, n, dtype=pl.String, eager=True).alias("_partition"),
     ]
-    bodies = pl.Series("_raw", columns.body, dtype=pl.Binary)
 
     def straightforward(positions: list[int]) -> pl.DataFrame:
         picked = pa.array(positions, pa.int64())
@@ -362,7 +361,7 @@ def _parse_columns(
             builder.add_body(body, sequence_number, offset, enqueued_ms, partition)
         return builder.take()
 
-    return fastparse.parse_chunk(bodies, contract, lineage, first_row, straightforward)
+    return fastparse.parse_chunk(columns.body, contract, lineage, first_row, straightforward)
 
 
 class _RecordColumns:

@@ -30,7 +30,6 @@ import numpy as np
 import orjson
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from shared.contracts import Contract
 from shared.pipeline import kernels
@@ -59,7 +58,7 @@ def number_text(token: str) -> str:
 
 
 def parse_chunk(
-    bodies: Sequence[bytes | None] | pl.Series,
+    bodies: Sequence[bytes | None] | pa.Array,
     contract: Contract,
     lineage: Sequence[pl.Series],
     first_row: int,
@@ -68,7 +67,7 @@ def parse_chunk(
     """The parsed frame of a chunk of bodies (one source record each).
 
     Args:
-        bodies: Record bodies in file order (bytes, or a Binary series); None for a null body.
+        bodies: Record bodies in file order (bytes, or an Arrow binary array); None for a null body.
         contract: Dataset contract; its fields are the parsed columns.
         lineage: ``_sequence_number``, ``_offset``, ``_enqueued_time`` and ``_partition``
             series, one value per body, already in the parsed schema's types.
@@ -80,9 +79,10 @@ def parse_chunk(
     """
     fields = contract.field_names
     n = len(bodies)
-    binary = bodies if isinstance(bodies, pl.Series) else pl.Series("_raw", bodies, dtype=pl.Binary)
-    text = _as_text(binary)
-    columns, fast = _scan(text, fields)
+    binary = bodies if isinstance(bodies, pa.Array) else pa.array(bodies, pa.large_binary())
+    arrow = _as_text(binary.cast(pa.large_binary()))
+    columns, fast = _scan(arrow, fields)
+    text = pl.Series("_raw", arrow, dtype=pl.String)
     frame = None
     if fast.any():
         frame = pl.DataFrame(
@@ -103,10 +103,9 @@ def parse_chunk(
     return pl.concat([frame, slow]).sort("_row", maintain_order=True)
 
 
-def _scan(text: pl.Series, fields: tuple[str, ...]) -> tuple[list[pl.Series], np.ndarray]:
+def _scan(arrow: pa.Array, fields: tuple[str, ...]) -> tuple[list[pl.Series], np.ndarray]:
     """Each field's column, and which rows the scan settled (the rest take the builder)."""
-    n = len(text)
-    arrow = text.to_arrow().cast(pa.large_string())
+    n = len(arrow)
     buffers = arrow.buffers()
     offsets = np.frombuffer(buffers[1], dtype=np.int64)[arrow.offset : arrow.offset + n + 1]
     values = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.empty(0, np.uint8)
@@ -114,7 +113,7 @@ def _scan(text: pl.Series, fields: tuple[str, ...]) -> tuple[list[pl.Series], np
     spans = np.zeros((2, len(fields), n), dtype=np.int64)
     kinds = np.zeros((len(fields), n), dtype=np.int8)
     fast = np.zeros(n, dtype=np.bool_)
-    valid = text.is_not_null().to_numpy()
+    valid = arrow.is_valid().to_numpy(zero_copy_only=False)
     kernels.scan_objects(values, offsets, valid, names, name_offsets, spans, kinds, fast)
     has_text = (kinds == kernels.STRING) | (kinds == kernels.NUMBER) | (kinds == kernels.LITERAL)
     columns = [
@@ -161,26 +160,26 @@ def _number_lookup(tokens: list[pl.Series]) -> dict[str, str | None]:
     return lookup
 
 
-def _as_text(bodies: pl.Series) -> pl.Series:
-    """Bodies as a String series named ``_raw``; null bodies and invalid UTF-8 become null."""
-    binary = bodies.alias("_raw")
+def _as_text(binary: pa.Array) -> pa.Array:
+    """Bodies (large_binary) as large_string; null bodies and invalid UTF-8 become null."""
     try:
-        return binary.cast(pl.String)
-    except pl.exceptions.ComputeError:
+        return binary.cast(pa.large_string())  # validates, copies nothing
+    except pa.ArrowInvalid:
         pass
     # Only a body with a byte >= 0x80 can be invalid UTF-8: decode just those in Python.
-    arrow = binary.to_arrow().cast(pa.large_binary())
-    offsets = np.frombuffer(arrow.buffers()[1], dtype=np.int64)[arrow.offset : arrow.offset + len(arrow) + 1]
-    values = np.frombuffer(arrow.buffers()[2], dtype=np.uint8)
+    offsets = np.frombuffer(binary.buffers()[1], dtype=np.int64)[
+        binary.offset : binary.offset + len(binary) + 1
+    ]
+    values = np.frombuffer(binary.buffers()[2], dtype=np.uint8)
     high = np.flatnonzero(values[offsets[0] : offsets[-1]] >= 0x80) + offsets[0]
-    suspects = np.unique(np.searchsorted(offsets, high, side="right") - 1).tolist()
-    invalid = []
-    for i, body in zip(suspects, binary.gather(suspects).to_list(), strict=True):
+    suspects = np.unique(np.searchsorted(offsets, high, side="right") - 1)
+    valid = binary.is_valid().to_numpy(zero_copy_only=False)
+    for i, body in zip(suspects.tolist(), binary.take(suspects).to_pylist(), strict=True):
         try:
             body.decode("utf-8")
         except UnicodeDecodeError:
-            invalid.append(i)
-    keep = np.ones(len(arrow), dtype=bool)
-    keep[invalid] = False
-    text = pc.if_else(pa.array(keep), arrow, pa.scalar(None, pa.large_binary())).cast(pa.large_string())
-    return pl.Series("_raw", text, dtype=pl.String)
+            valid[i] = False
+    # The same bytes, with the invalid bodies null (Arrow never reads bytes under a null).
+    validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    buffers = [validity, pa.py_buffer(offsets), binary.buffers()[2]]
+    return pa.Array.from_buffers(pa.large_string(), len(binary), buffers, null_count=-1)

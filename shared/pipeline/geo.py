@@ -7,6 +7,7 @@ Private, reserved, missing or unknown addresses map to ``unknown``.
 
 from __future__ import annotations
 
+import threading
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING
 
@@ -59,17 +60,40 @@ def region_of(country: str) -> str:
 
 
 def enrich(frame: pl.DataFrame, ip_column: str = "ip_address") -> pl.DataFrame:
-    """Add ``country`` and ``region`` columns, looking each distinct address up once."""
-    ips = frame.get_column(ip_column).unique().drop_nulls().to_list()
-    countries = {ip: country_of(ip) for ip in ips}
-    lookup = pl.DataFrame(
-        {
-            ip_column: list(countries),
-            "country": list(countries.values()),
-            "region": [region_of(c) for c in countries.values()],
-        },
-        schema={ip_column: pl.String, "country": pl.String, "region": pl.String},
+    """Add ``country`` and ``region`` columns; each address is looked up once per process.
+
+    Addresses already seen are joined from a table kept across chunks and batches (up to
+    ``_KNOWN_MAX`` rows), so a chunk pays Python only for the addresses it introduces.
+    """
+    ips = frame.select(pl.col(ip_column).drop_nulls().unique().alias("ip"))
+    known = _known(ips)
+    return (
+        frame.join(known, left_on=ip_column, right_on="ip", how="left", maintain_order="left")
+        .with_columns(pl.col("country").fill_null(UNKNOWN), pl.col("region").fill_null(UNKNOWN))
+        .drop("ip", strict=False)
     )
-    return frame.join(lookup, on=ip_column, how="left", maintain_order="left").with_columns(
-        pl.col("country").fill_null(UNKNOWN), pl.col("region").fill_null(UNKNOWN)
+
+
+_KNOWN_MAX = 1 << 18
+_known_table = pl.DataFrame(schema={"ip": pl.String, "country": pl.String, "region": pl.String})
+_known_lock = threading.Lock()
+
+
+def _known(ips: pl.DataFrame) -> pl.DataFrame:
+    """The lookup table, extended with ``ips`` not seen before."""
+    global _known_table
+    known = _known_table
+    new = ips.join(known, on="ip", how="anti")
+    if new.is_empty():
+        return known
+    countries = [country_of(ip) for ip in new.get_column("ip").to_list()]
+    found = new.with_columns(
+        pl.Series("country", countries, pl.String),
+        pl.Series("region", [region_of(c) for c in countries], pl.String),
     )
+    with _known_lock:
+        base = _known_table
+        if base.height + found.height > _KNOWN_MAX:  # start over with this chunk's addresses
+            base = known.join(ips, on="ip", how="semi")
+        _known_table = pl.concat([base, found.join(base, on="ip", how="anti")]).rechunk()
+        return _known_table

@@ -121,7 +121,9 @@ def test_defect_laden_day_lands_balanced(where: str, request: pytest.FixtureRequ
     assert sum(b.counts.get("duplicates_dropped", 0) for b in batches) > 0
 
 
-def test_colliding_key_hashes_never_drop_a_row(local_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_colliding_key_hashes_never_drop_a_row(
+    local_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Every key of one length hashes alike, so each in-batch and silver check hits and
     # every row is settled on its real (date, key).
     def degenerate(column: str) -> pl.Expr:

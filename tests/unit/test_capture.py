@@ -119,7 +119,10 @@ def test_only_capture_s_own_layout_is_scanned() -> None:
     assert plain_body is not None and plain_body.body_null == -1
     reordered = [CAPTURE_FIELDS[5], *CAPTURE_FIELDS[:5]]
     assert capture.layout(_schema(reordered)) is None
-    nested = [*CAPTURE_FIELDS[:3], ("SystemProperties", {"type": "map", "values": {"type": "array", "items": "long"}})]
+    nested = [
+        *CAPTURE_FIELDS[:3],
+        ("SystemProperties", {"type": "map", "values": {"type": "array", "items": "long"}}),
+    ]
     assert capture.layout(_schema([*nested, *CAPTURE_FIELDS[4:]])) is None
 
 
