@@ -17,7 +17,14 @@ from typing import Any, TypeVar
 
 import polars as pl
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake import (
+    ColumnProperties,
+    CommitProperties,
+    DeltaTable,
+    Transaction,
+    WriterProperties,
+    write_deltalake,
+)
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from shared.adapters.storage import Storage, is_remote, join
@@ -34,8 +41,15 @@ TARGET_FILE_BYTES = 32 * 1024 * 1024
 # default of one checkpoint per 100 commits, a table a few batches a minute append to
 # replays up to 99 commits per open (a 3x sawtooth in step time over 200 batches).
 TABLE_PROPERTIES = {"delta.checkpointInterval": "10"}
-# zstd level 1: level 3 costs about 0.2 s more per million rows written, for files ~10% smaller.
-WRITER_PROPERTIES = WriterProperties(compression="ZSTD", compression_level=1, max_row_group_size=65_536)
+# zstd level 1, no dictionaries: most columns are near-unique (ids, times, offsets), where the
+# writer builds a dictionary per row group only to abandon it. Writing a million silver rows
+# took 0.92 s with the defaults and zstd 3, 0.63 s with these, for files 6% smaller.
+WRITER_PROPERTIES = WriterProperties(
+    compression="ZSTD",
+    compression_level=1,
+    max_row_group_size=65_536,
+    default_column_properties=ColumnProperties(dictionary_enabled=False),
+)
 
 
 class Lake:
