@@ -30,6 +30,7 @@ VARIANTS: dict[str, dict[str, Any]] = {"route": {}}
 #: Variants also run across file sizes and in the growing-silver series.
 SIZE_VARIANTS = ("route",)
 RESULTS = Path(__file__).resolve().parent / "results"
+SETTLE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +118,10 @@ class Runner:
             **(env or {}),
         }
         command = [sys.executable, "-m", "bench.cases", name, json.dumps(args)]
+        # Let the machine settle first: in a VM, memory a previous case freed (the obvious
+        # implementation peaks at 2.7 GB) goes back to the host over the next seconds, and a
+        # case started at once ran up to 25% slower. Every case waits alike.
+        time.sleep(SETTLE_SECONDS)
         started = time.perf_counter()
         child = subprocess.Popen(
             command,

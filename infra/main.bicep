@@ -22,8 +22,8 @@ param durableHubName string = 'tributary'
 @description('NCRONTAB schedule of the Delta maintenance timer (MAINTENANCE_SCHEDULE).')
 param maintenanceSchedule string = '0 30 2 * * *'
 
-@description('Files above this size take the large-file route (LARGE_FILE_BYTES); 416 MiB is what make bench derives for a 2,048 MB instance.')
-param largeFileBytes int = 436207616
+@description('Files above this size take the large-file route (LARGE_FILE_BYTES); 464 MiB is what make bench derives for a 2,048 MB instance.')
+param largeFileBytes int = 486539264
 
 @description('Create the Event Grid subscription; set false on the first deployment, before the code is published.')
 param deployEventSubscription bool = true
