@@ -82,12 +82,10 @@ def _measured(action: Callable[[], Any]) -> tuple[Any, float, float, float]:
 def _warm() -> None:
     """Load what a warm Function instance already holds, for every case alike.
 
-    The first steps of a process import pyarrow.dataset (~0.3 s), load the geo databases
-    (~0.15 s) and load the compiled kernels (~0.15 s from numba's cache; the ``compile``
-    case measures a cold instance); an instance pays that once, not per batch.
+    The first steps of a process load the geo databases (~0.15 s) and the compiled kernels
+    (~0.15 s from numba's cache; the ``compile`` case measures a cold instance); an
+    instance pays that once, not per batch.
     """
-    import pyarrow.dataset  # noqa: F401
-
     from shared.pipeline import geo, kernels
 
     geo.region_of(geo.country_of("8.8.8.8"))
@@ -159,6 +157,7 @@ def route(args: dict[str, Any]) -> dict[str, Any]:
     out = _run_steps(pipeline, source)
     out["seconds"] = round(time.perf_counter() - started, 3)
     out["rows_in"] = out["counts"].get("rows_in", 0)
+    out["modules"] = sorted(m for m in ("pandas", "pyarrow.dataset", "numba") if m in sys.modules)
     return out
 
 

@@ -105,7 +105,7 @@ class Lake:
             dt: The table at the version to read.
             where: SQL predicate pruning files by partition values and statistics.
         """
-        schema = pl.DataFrame(pa.schema(dt.schema().to_arrow()).empty_table()).schema
+        schema = pl.DataFrame(pa.Table.from_batches([], schema=pa.schema(dt.schema().to_arrow()))).schema
         uris = dt.file_uris(file_pruning_predicate=where)
         if not uris:
             return pl.LazyFrame(schema=schema)

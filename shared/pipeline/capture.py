@@ -202,9 +202,9 @@ def decode(shape: Layout, data: list[bytes], counts: list[int], first_block: int
         text[i] = bytes(buffer[start : start + length]).decode("utf-8", "replace")
     return Columns(
         body=kernels.cut(buffer, spans[2, 0], spans[2, 1], pa.large_binary()),
-        sequence_number=pa.array(sequence),
+        sequence_number=kernels.int64_array(sequence),
         offset=offset,
-        enqueued_ms=pa.array(enqueued, mask=~has_enqueued),
+        enqueued_ms=kernels.int64_array(enqueued, has_enqueued),
         enqueued_text=text,
     )
 

@@ -23,6 +23,7 @@ from typing import Any, BinaryIO, Literal, cast
 
 import cavro
 import fastavro
+import numpy as np
 import orjson
 import polars as pl
 import pyarrow as pa
@@ -31,7 +32,7 @@ import pyarrow.parquet as pq
 
 from shared.contracts import Contract
 from shared.errors import QuarantinedFile
-from shared.pipeline import capture, fastparse
+from shared.pipeline import capture, fastparse, kernels
 
 Format = Literal["avro", "parquet", "csv", "ndjson"]
 #: ``fast`` parses whole chunks with polars and hands only odd bodies to the row builder;
@@ -346,7 +347,7 @@ def _parse_columns(
     ]
 
     def straightforward(positions: list[int]) -> pl.DataFrame:
-        picked = pa.array(positions, pa.int64())
+        picked = kernels.int64_array(np.array(positions, dtype=np.int64))
         builder = _ChunkBuilder(contract)
         rows = zip(
             positions,

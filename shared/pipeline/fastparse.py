@@ -113,7 +113,7 @@ def _scan(arrow: pa.Array, fields: tuple[str, ...]) -> tuple[list[pl.Series], np
     spans = np.zeros((2, len(fields), n), dtype=np.int64)
     kinds = np.zeros((len(fields), n), dtype=np.int8)
     fast = np.zeros(n, dtype=np.bool_)
-    valid = arrow.is_valid().to_numpy(zero_copy_only=False)
+    valid = kernels.validity(arrow)
     kernels.scan_objects(values, offsets, valid, names, name_offsets, spans, kinds, fast)
     has_text = (kinds == kernels.STRING) | (kinds == kernels.NUMBER) | (kinds == kernels.LITERAL)
     columns = [
@@ -173,8 +173,10 @@ def _as_text(binary: pa.Array) -> pa.Array:
     values = np.frombuffer(binary.buffers()[2], dtype=np.uint8)
     high = np.flatnonzero(values[offsets[0] : offsets[-1]] >= 0x80) + offsets[0]
     suspects = np.unique(np.searchsorted(offsets, high, side="right") - 1)
-    valid = binary.is_valid().to_numpy(zero_copy_only=False)
-    for i, body in zip(suspects.tolist(), binary.take(suspects).to_pylist(), strict=True):
+    valid = kernels.validity(binary)
+    for i, body in zip(
+        suspects.tolist(), binary.take(kernels.int64_array(suspects)).to_pylist(), strict=True
+    ):
         try:
             body.decode("utf-8")
         except UnicodeDecodeError:

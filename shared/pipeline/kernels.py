@@ -32,6 +32,26 @@ def cut(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray, kind: pa.Da
     )
 
 
+def int64_array(values: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
+    """An Arrow int64 array over ``values`` without a copy.
+
+    ``pa.array`` would do the same but first imports pandas when it is installed (the
+    benchmark's environment has it; a Function app does not), which costs ~50 MB.
+    """
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    mask = None if valid is None or valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(pa.int64(), len(values), [mask, pa.py_buffer(values)], null_count=-1)
+
+
+def validity(array: pa.Array) -> np.ndarray:
+    """True where ``array`` holds a value, read from its bitmap (no pandas, see above)."""
+    bitmap = array.buffers()[0]
+    if bitmap is None:
+        return np.ones(len(array), dtype=np.bool_)
+    bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="little")
+    return bits[array.offset : array.offset + len(array)].astype(np.bool_)
+
+
 @njit(nogil=True, cache=True, inline="always")
 def _read_long(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
     """Zigzag varint at ``pos``: (value, next position), or (0, -1) past ``end``."""
