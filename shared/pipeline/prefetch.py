@@ -1,8 +1,8 @@
 """Overlap producing the next chunk with consuming this one, on a second core.
 
-Decoding Avro records is Python-bound while polars parsing, validation and Parquet
-encoding release the GIL, so a producer thread keeps both cores of a Function instance
-busy. At most ``depth`` chunks wait in the queue, so memory stays bounded.
+Decoding (compiled scans, polars) and validating or encoding (polars, delta-rs) mostly
+run outside the GIL, so a producer thread keeps both cores of a Function instance busy.
+At most ``depth`` chunks wait in the queue, so memory stays bounded.
 """
 
 from __future__ import annotations
