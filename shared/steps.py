@@ -259,21 +259,28 @@ class Pipeline:
         rows = keyindex.BatchRows.of(
             self.lake.scan_version(bronze_dt, sql_in("_batch_id", [ref.batch_id])), ref.batch_id
         )
-        keys = keyindex.index(rows, contract, keyindex.SCAN_ROWS)
-        repeated = keyindex.repeats(rows, keys, contract)
+        first = keyindex.index(rows, contract, keyindex.SCAN_ROWS)
+        repeated = keyindex.repeats(rows, first, contract)
+        total, touched = first.rows, first.dates
+        keys: keyindex.BatchKeys | None = first
+        del first
         schema = _arrow_schema(medallion.silver_schema(contract))
 
         def insert() -> tuple[int | None, int, list[str]]:
+            nonlocal keys
             dt = self.lake.open(silver)
             assert dt is not None
             if dt.transaction_version(app_id) is not None:
-                recorded = self._batch_rows(silver, ref.batch_id, dates=keys.dates or None, columns=[part])
+                recorded = self._batch_rows(silver, ref.batch_id, dates=touched or None, columns=[part])
                 dates = sorted(d.isoformat() for d in recorded.get_column(part).unique().to_list())
                 return self.lake.commit_version(silver, app_id), recorded.height, dates
-            if keys.rows == len(repeated):
+            if total == len(repeated):
                 return None, 0, []
-            held = self.lake.scan_version(dt, sql_in(part, keys.dates))
+            if keys is None:  # freed by an attempt that lost a commit race
+                keys = keyindex.index(rows, contract, keyindex.SCAN_ROWS)
+            held = self.lake.scan_version(dt, sql_in(part, touched))
             dropped = np.union1d(repeated, keyindex.held(held, rows, keys, repeated, contract))
+            keys = None  # about 20 bytes a row the write below does not need
             written: set[str] = set()
 
             def typed() -> Iterator[pl.DataFrame]:
@@ -295,10 +302,10 @@ class Pipeline:
                 partition_by=[part],
                 transactions={SILVER_WRITER: writer + 1},
             )
-            return version, keys.rows - len(dropped), sorted(written)
+            return version, total - len(dropped), sorted(written)
 
         version, inserted, dates = self.lake.with_conflict_retry(f"silver insert {ref.batch_id}", insert)
-        rows_valid = int(batch.counts.get("rows_valid", keys.rows))
+        rows_valid = int(batch.counts.get("rows_valid", total))
         batch = self.states.transition(
             batch,
             "SILVER_DONE",

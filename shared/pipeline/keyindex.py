@@ -139,20 +139,17 @@ def held(
     a chunk at a time, and matched against the batch's sorted hashes.
     """
     ordered = keys.ordered
-    # A bitmap of the hashes' low bits rules out most silver hashes with one lookup each;
-    # only the rest are searched for in the sorted hashes.
-    bits = min(26, max(16, int(len(ordered) * 16).bit_length()))
-    mask = np.int64((1 << bits) - 1)
-    bitmap = np.zeros(1 << bits, dtype=np.bool_)
-    bitmap[ordered & mask] = True
+    bitmap: _Bitmap | None = None
     hits: list[np.ndarray] = []
     start = 0
     while True:  # a short read is the last one, so no count is needed first
         read = silver.slice(start, HASH_ROWS).select(KEY_HASH).collect().get_column(KEY_HASH)
         values = read.drop_nulls().to_numpy()
-        values = values[bitmap[values & mask]]
-        at = np.minimum(np.searchsorted(ordered, values), len(ordered) - 1)
-        hits.append(values[ordered[at] == values])
+        if len(values):
+            bitmap = bitmap or _Bitmap(ordered)
+            values = values[bitmap.may_hold(values)]
+            at = np.minimum(np.searchsorted(ordered, values), len(ordered) - 1)
+            hits.append(values[ordered[at] == values])
         if len(read) < HASH_ROWS:
             break
         start += HASH_ROWS
@@ -172,3 +169,18 @@ def held(
     theirs = silver.filter(pl.col(KEY_HASH).is_in(pl.Series(found).implode())).select(part, key)
     same = mine.join(theirs, on=[part, key], how="semi").collect(engine="streaming")
     return np.sort(same.get_column(POSITION).to_numpy().astype(np.int64))
+
+
+class _Bitmap:
+    """A flag per value of the hashes' low bits: rules out most silver hashes at one lookup
+    each, so only the rest are searched for in the sorted hashes. 16 bytes per batch row,
+    at most 16 MB, built only when the touched partitions hold rows."""
+
+    def __init__(self, hashes: np.ndarray) -> None:
+        bits = min(24, max(16, int(len(hashes) * 16).bit_length()))
+        self.mask = np.int64((1 << bits) - 1)
+        self.flags = np.zeros(1 << bits, dtype=np.bool_)
+        self.flags[hashes & self.mask] = True
+
+    def may_hold(self, values: np.ndarray) -> np.ndarray:
+        return self.flags[values & self.mask]

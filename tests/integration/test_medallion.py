@@ -7,8 +7,10 @@ from typing import Any
 
 import polars as pl
 import pytest
+from deltalake.exceptions import CommitFailedError
 from polars.testing import assert_frame_equal
 
+from shared.adapters.lake import Lake
 from shared.adapters.state import BatchState
 from shared.adapters.storage import join
 from shared.contracts import USER_ACTIVITY
@@ -136,6 +138,26 @@ def test_colliding_key_hashes_never_drop_a_row(
     assert_day_landed(day, batches)
     assert sum(b.counts.get("duplicates_dropped", 0) for b in batches) > 0
     assert table(day.pipeline, "silver/user_activity").get_column(keyindex.KEY_HASH).n_unique() <= 2
+
+
+def test_a_silver_insert_that_loses_a_commit_race_rechecks_and_lands(
+    local_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every silver append first loses a race; the retry rebuilds the key index it freed.
+    real = Lake.append_to
+    lost: set[str] = set()
+
+    def racing(self: Lake, snapshot: Any, data: Any, *, app_id: str, **kwargs: Any) -> int:
+        if app_id.startswith("silver:") and app_id not in lost:
+            lost.add(app_id)
+            raise CommitFailedError("Transaction failed: a concurrent transaction wrote first")
+        return real(self, snapshot, data, app_id=app_id, **kwargs)
+
+    monkeypatch.setattr(Lake, "append_to", racing)
+    day = land(local_settings, files=5, events=100)
+    batches = ingest(day)
+    assert_day_landed(day, batches)
+    assert len(lost) == sum(1 for b in batches if b.state == "GOLD_DONE")
 
 
 def test_reingesting_the_same_files_changes_nothing(local_settings: Settings) -> None:
