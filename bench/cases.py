@@ -157,7 +157,6 @@ def route(args: dict[str, Any]) -> dict[str, Any]:
     out = _run_steps(pipeline, source)
     out["seconds"] = round(time.perf_counter() - started, 3)
     out["rows_in"] = out["counts"].get("rows_in", 0)
-    out["modules"] = sorted(m for m in ("pandas", "pyarrow.dataset", "numba") if m in sys.modules)
     return out
 
 

@@ -162,14 +162,16 @@ def chunks(fh: BinaryIO, header: Header, shape: Layout, chunk_rows: int) -> Iter
     """The file's records in chunks of whole blocks, at least ``chunk_rows`` records each."""
     pending: list[bytes] = []
     counts: list[int] = []
+    records = 0
     first_block = 1
     for count, data in blocks(fh, header):
         pending.append(data)
         counts.append(count)
-        if sum(counts) >= chunk_rows:
+        records += count
+        if records >= chunk_rows:
             yield decode(shape, pending, counts, first_block)
             first_block += len(counts)
-            pending, counts = [], []
+            pending, counts, records = [], [], 0
     if counts:
         yield decode(shape, pending, counts, first_block)
 

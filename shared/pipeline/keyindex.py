@@ -5,7 +5,7 @@ function Spark's ``xxhash64`` computes, so the hash is the same across library v
 engines. A batch is checked against silver by reading that one 8-byte column of the touched
 date partitions, streamed; never silver's rows.
 
-Pass 1 hashes the batch's keys into one array (8 bytes a row). Hashes that repeat within the
+Pass 1 hashes the batch's keys (about 20 bytes a row, see ``BatchKeys``). Hashes that repeat within the
 batch, and batch hashes that silver already holds, are only candidates: they are settled on
 the real (date, key) values, read for those rows alone, so a hash collision can never drop a
 row. What comes out is the scan positions of the rows not to insert; pass 2 (the caller)
@@ -94,9 +94,8 @@ class BatchKeys:
 def index(batch: BatchRows, contract: Contract, rows: int) -> BatchKeys:
     """Hash every row's key and collect the partition dates, ``rows`` file rows at a time."""
     key, part = contract.key[0], contract.partition_by
-    date = parse_timestamp(pl.col(contract.partition_source)).dt.date().alias(part)
     positions, hashes, dates = [], [], set()
-    for chunk in batch.slices(rows, pl.lit(True), [pl.col(POSITION), key_hash(key), date]):
+    for chunk in batch.slices(rows, pl.lit(True), [pl.col(POSITION), key_hash(key), _partition(contract)]):
         positions.append(chunk.get_column(POSITION).to_numpy())
         hashes.append(chunk.get_column(KEY_HASH).to_numpy())
         dates.update(chunk.get_column(part).drop_nulls().unique().to_list())
@@ -164,11 +163,16 @@ def held(
     # Settle the candidates on the real (date, key).
     key, part = contract.key[0], contract.partition_by
     mine = batch.rows.filter(pl.col(POSITION).is_in(pl.Series(candidates, dtype=pl.UInt32).implode())).select(
-        POSITION, key, parse_timestamp(pl.col(contract.partition_source)).dt.date().alias(part)
+        POSITION, key, _partition(contract)
     )
     theirs = silver.filter(pl.col(KEY_HASH).is_in(pl.Series(found).implode())).select(part, key)
     same = mine.join(theirs, on=[part, key], how="semi").collect(engine="streaming")
     return np.sort(same.get_column(POSITION).to_numpy().astype(np.int64))
+
+
+def _partition(contract: Contract) -> pl.Expr:
+    """A bronze row's silver partition value (the UTC date of its timestamp field)."""
+    return parse_timestamp(pl.col(contract.partition_source)).dt.date().alias(contract.partition_by)
 
 
 class _Bitmap:
