@@ -33,13 +33,13 @@ def write_bronze(batch: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="batch", activity=ACTIVITY_SILVER)
 def merge_silver(batch: dict[str, Any]) -> dict[str, Any]:
-    """Dedupe, enrich and MERGE the batch into silver."""
+    """Dedupe, enrich and insert the batch's new keys into silver (a checked append, not a MERGE)."""
     return run_step(operations().pipeline, "silver", batch)
 
 
 @bp.activity_trigger(input_name="batch", activity=ACTIVITY_GOLD)
 def update_gold(batch: dict[str, Any]) -> dict[str, Any]:
-    """Recompute the gold rows for the keys the batch touched."""
+    """Fold the batch's silver rows into each gold table, for the keys it touched."""
     return run_step(operations().pipeline, "gold", batch)
 
 
