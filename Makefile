@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed-$(shell cksum < package.json | cut -d' ' -
 # Local runs talk to Azurite unless the environment or local.settings.json says otherwise.
 export AzureWebJobsStorage ?= UseDevelopmentStorage=true
 
-.PHONY: help venv node azurite azurite-stop demo test lint typecheck unit bench clean
+.PHONY: help venv node kernels azurite azurite-stop demo test lint typecheck unit bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -28,13 +28,16 @@ venv: $(STAMP) ## Create .venv with the pinned requirements
 
 node: $(NODE_STAMP) ## Install Azurite from npm (pinned in package.json)
 
+kernels: venv ## Build the pipeline's loops ahead of time (needs a C compiler; skipped when current)
+	@$(PY) -m shared.pipeline.aot --optional
+
 azurite: venv node ## Start Azurite in the background on 10000-10002 (idempotent)
 	@$(PY) -m shared.azurite start
 
 azurite-stop: venv ## Stop the Azurite that `make azurite` started
 	@$(PY) -m shared.azurite stop
 
-demo: azurite ## Generate a day of Capture files into Azurite and run the whole pipeline
+demo: kernels azurite ## Generate a day of Capture files into Azurite and run the whole pipeline
 	$(PY) -m shared demo
 
 lint: venv ## ruff
@@ -43,10 +46,10 @@ lint: venv ## ruff
 typecheck: venv ## mypy (strict on shared/ and databricks_jobs/)
 	$(PY) -m mypy
 
-test: venv node lint typecheck ## Lint, type-check and run the tests (they start their own Azurite)
+test: venv node kernels lint typecheck ## Lint, type-check and run the tests (they start their own Azurite)
 	$(PY) -m pytest
 
-bench: venv node ## Run the benchmark; writes bench/results/latest.json and a chart
+bench: venv node kernels ## Run the benchmark; writes bench/results/latest.json and a chart
 	$(PY) -m bench
 
 clean: ## Remove local data (not the venv)

@@ -280,7 +280,7 @@ class Pipeline:
                 keys = keyindex.index(rows, contract, keyindex.SCAN_ROWS)
             held = self.lake.scan_version(dt, sql_in(part, touched))
             dropped = np.union1d(repeated, keyindex.held(held, rows, keys, repeated, contract))
-            keys = None  # about 20 bytes a row the write below does not need
+            keys = None  # 8 bytes a row the write below does not need
             written: set[str] = set()
 
             def typed() -> Iterator[pl.DataFrame]:

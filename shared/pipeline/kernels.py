@@ -1,16 +1,153 @@
-"""The compiled loops: numba kernels over raw bytes, and the Arrow arrays cut from them.
+"""The compiled loops, as the pipeline calls them, and the Arrow arrays cut from their output.
 
-Kernels take numpy arrays and positions, never Python objects, and release the GIL, so
-they run while another thread inflates, validates or writes. Compiled code is cached
-(``NUMBA_CACHE_DIR``, else ``__pycache__`` or the user's cache directory), so an instance
-compiles once.
+The loops' source is ``loops`` (numba). ``python -m shared.pipeline.aot`` (``make
+kernels``) builds it ahead of time into an extension module beside this file, named for a
+digest of that source and tagged by Python for its platform; an instance that imports it
+needs neither numba nor LLVM, which saves about 100 MB of memory and a 5 s compile on a
+cold start. Without a current module for this platform, the same source runs through
+numba's JIT, which keeps its own cache (``NUMBA_CACHE_DIR``).
+
+This module imports neither numba nor the loops until a loop is first called.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import logging
+from collections.abc import Callable
+from functools import cache
+from importlib.metadata import version
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
-from numba import njit
+
+log = logging.getLogger(__name__)
+
+# What a JSON field holds, in ``scan_objects``' ``kinds``.
+ABSENT, STRING, NUMBER, LITERAL, NULL = 0, 1, 2, 3, 4
+# IPv6 halves are compared as int64 with the sign bit flipped, which orders them as
+# unsigned: numba turns mixed uint64/int64 arithmetic into floats.
+SIGN = np.int64(-(2**63))
+ASK = -1  # an address slot the caller looks up itself
+
+# Each loop's result and arguments: (dtype, dimensions) for an array, "out" where the loop
+# writes it, or a dtype for a scalar. The ahead-of-time build exports exactly these, and
+# its calls are checked against them (a compiled module trusts its arguments blindly).
+_U8, _I64, _BOOL = ("uint8", 1), ("int64", 1), ("bool", 1)
+SIGNATURES: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "scan_capture": (
+        "int64",
+        (_U8, _I64, _I64, _I64, _I64, _I64, "int64", _U8,
+         ("int64", 1, "out"), ("int64", 3, "out"), ("int64", 1, "out"), ("bool", 1, "out")),
+    ),
+    "gather": ("void", (_U8, _I64, _I64, ("int64", 1, "out"), ("uint8", 1, "out"))),
+    "gather32": ("void", (_U8, _I64, _I64, ("int32", 1, "out"), ("uint8", 1, "out"))),
+    "scan_objects": (
+        "void",
+        (_U8, _I64, _BOOL, _U8, _I64, ("int64", 3, "out"), ("int8", 2, "out"), ("bool", 1, "out")),
+    ),
+    "address_slots": (
+        "void",
+        (_U8, _I64, _BOOL, ("int64", 2), ("int32", 1), ("int64", 2), ("int32", 1), ("int32", 1, "out")),
+    ),
+}  # fmt: skip
+SOURCE = Path(__file__).with_name("loops.py")
+
+
+def module_name() -> str:
+    """The ahead-of-time module's name: a digest of the loops, their signatures and numba."""
+    digest = hashlib.sha256(SOURCE.read_bytes())
+    digest.update(repr(sorted(SIGNATURES.items())).encode())
+    digest.update(version("numba").encode())
+    return f"_loops_{digest.hexdigest()[:16]}"
+
+
+def _checked(name: str, loop: Callable[..., Any]) -> Callable[..., Any]:
+    """``loop`` from the ahead-of-time module, its arguments checked first: a wrong dtype
+    or layout there would read or write the wrong memory rather than raise."""
+    spec = [(np.dtype(a[0]), a[1], len(a) > 2) if isinstance(a, tuple) else None for a in SIGNATURES[name][1]]
+
+    def call(*args: Any) -> Any:
+        if len(args) != len(spec):
+            raise TypeError(f"{name} takes {len(spec)} arguments, not {len(args)}")
+        for i, (arg, want) in enumerate(zip(args, spec, strict=True)):
+            if want is None:
+                continue
+            dtype, ndim, out = want
+            if not (
+                isinstance(arg, np.ndarray)
+                and arg.dtype == dtype
+                and arg.ndim == ndim
+                and arg.flags.c_contiguous
+                and (arg.flags.writeable or not out)
+            ):
+                got = f"{arg.dtype}[{arg.ndim}]" if isinstance(arg, np.ndarray) else type(arg).__name__
+                raise TypeError(f"{name} argument {i}: wants a C-contiguous {dtype}[{ndim}], got {got}")
+        return loop(*args)
+
+    call.__name__ = name
+    return call
+
+
+def numba_loops() -> dict[str, Callable[..., Any]]:
+    """The loops compiled by numba's JIT (imports numba and LLVM)."""
+    from shared.pipeline import loops
+
+    return {name: getattr(loops, "gather" if name == "gather32" else name) for name in SIGNATURES}
+
+
+def built_loops(module: ModuleType) -> dict[str, Callable[..., Any]]:
+    """The loops of an ahead-of-time module, each checking its arguments."""
+    return {name: _checked(name, getattr(module, name)) for name in SIGNATURES}
+
+
+@cache
+def _loaded() -> tuple[bool, dict[str, Callable[..., Any]]]:
+    """(ahead of time?, each loop by name), settled on first use."""
+    name = module_name()
+    try:
+        built = importlib.import_module(f"{__package__}.{name}")
+    except ImportError:
+        log.info("kernels: no built module %s for this platform; numba compiles the loops", name)
+        return False, numba_loops()
+    log.info("kernels: ahead-of-time module %s", name)
+    return True, built_loops(built)
+
+
+def _loops() -> dict[str, Callable[..., Any]]:
+    return _loaded()[1]
+
+
+def ahead_of_time() -> bool:
+    """Whether the loops come from the ahead-of-time module."""
+    return _loaded()[0]
+
+
+def warm() -> None:
+    """Load the loops now, as a warm instance has: compiled, or loaded from numba's cache."""
+    if not ahead_of_time():
+        from shared.pipeline import loops
+
+        loops.warm()
+
+
+def scan_capture(*args: Any) -> int:
+    """Every Capture record of the blocks; see ``loops.scan_capture``."""
+    return int(_loops()["scan_capture"](*args))
+
+
+def scan_objects(*args: Any) -> None:
+    """Each field's value in flat JSON bodies; see ``loops.scan_objects``."""
+    _loops()["scan_objects"](*args)
+
+
+def address_slots(*args: Any) -> None:
+    """Each address's network slot; see ``loops.address_slots``."""
+    _loops()["address_slots"](*args)
 
 
 def cut(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray, kind: pa.DataType) -> pa.Array:
@@ -22,7 +159,7 @@ def cut(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray, kind: pa.Da
         raise OverflowError("chunk too large for 32-bit offsets")
     offsets = np.empty(len(starts) + 1, dtype=np.int64 if wide else np.int32)
     values = np.empty(total, dtype=np.uint8)
-    gather(buffer, starts, lengths, offsets, values)
+    _loops()["gather" if wide else "gather32"](buffer, starts, lengths, offsets, values)
     mask = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
     return pa.Array.from_buffers(
         kind,
@@ -50,348 +187,3 @@ def validity(array: pa.Array) -> np.ndarray:
         return np.ones(len(array), dtype=np.bool_)
     bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="little")
     return bits[array.offset : array.offset + len(array)].astype(np.bool_)
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _read_long(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
-    """Zigzag varint at ``pos``: (value, next position), or (0, -1) past ``end``."""
-    n = 0
-    shift = 0
-    while True:
-        if pos >= end or shift > 63:
-            return 0, -1
-        b = int(buf[pos])
-        pos += 1
-        n |= (b & 0x7F) << shift
-        if b < 0x80:
-            break
-        shift += 7
-    return ((n >> 1) & 0x7FFFFFFFFFFFFFFF) ^ -(n & 1), pos
-
-
-@njit(nogil=True, cache=True)
-def _skip(buf: np.ndarray, pos: int, end: int, kind: int) -> int:
-    """Position after a value of ``kind``, or -1 past ``end``."""
-    if kind == 0:
-        _, pos = _read_long(buf, pos, end)
-        return pos
-    if kind == 1:
-        pos += 8
-    elif kind == 2:
-        pos += 4
-    elif kind == 3:
-        length, pos = _read_long(buf, pos, end)
-        if pos < 0 or length < 0:
-            return -1
-        pos += length
-    elif kind == 5:
-        pos += 1
-    return pos if pos <= end else -1
-
-
-@njit(nogil=True, cache=True)
-def scan_capture(
-    buf: np.ndarray,
-    starts: np.ndarray,
-    ends: np.ndarray,
-    counts: np.ndarray,
-    system_kinds: np.ndarray,
-    property_kinds: np.ndarray,
-    body_null: int,
-    key: np.ndarray,
-    sequence: np.ndarray,
-    spans: np.ndarray,
-    enqueued: np.ndarray,
-    has_enqueued: np.ndarray,
-) -> int:
-    """Every record of the blocks: rows decoded, -(1 + row) at a bad row, or -(10**12 + block)."""
-    row = 0
-    key_length = key.shape[0]
-    for block in range(starts.shape[0]):
-        pos = starts[block]
-        end = ends[block]
-        for _ in range(counts[block]):
-            value, pos = _read_long(buf, pos, end)
-            if pos < 0:
-                return -(1 + row)
-            sequence[row] = value
-            for field in range(2):  # Offset, EnqueuedTimeUtc
-                length, pos = _read_long(buf, pos, end)
-                if pos < 0 or length < 0 or pos + length > end:
-                    return -(1 + row)
-                spans[field, 0, row] = pos
-                spans[field, 1, row] = length
-                pos += length
-            has_enqueued[row] = False
-            for which in range(2):  # SystemProperties, Properties
-                kinds = system_kinds if which == 0 else property_kinds
-                while True:
-                    items, pos = _read_long(buf, pos, end)
-                    if pos < 0:
-                        return -(1 + row)
-                    if items == 0:
-                        break
-                    if items < 0:  # a block of -n items is preceded by its size in bytes
-                        items = -items
-                        size, pos = _read_long(buf, pos, end)
-                        if pos < 0:
-                            return -(1 + row)
-                        if which == 1:
-                            pos += size
-                            if pos > end:
-                                return -(1 + row)
-                            continue
-                    for _item in range(items):
-                        length, pos = _read_long(buf, pos, end)
-                        if pos < 0 or length < 0 or pos + length > end:
-                            return -(1 + row)
-                        name = pos
-                        pos += length
-                        branch, pos = _read_long(buf, pos, end)
-                        if pos < 0 or branch < 0 or branch >= kinds.shape[0]:
-                            return -(1 + row)
-                        kind = kinds[branch]
-                        wanted = which == 0 and length == key_length
-                        if wanted:
-                            for i in range(key_length):
-                                if buf[name + i] != key[i]:
-                                    wanted = False
-                                    break
-                        if wanted:
-                            if kind == 0:
-                                value, pos = _read_long(buf, pos, end)
-                                if pos < 0:
-                                    return -(1 + row)
-                                enqueued[row] = value
-                                has_enqueued[row] = True
-                                continue
-                            has_enqueued[row] = False  # a later entry wins, as in a dict
-                        pos = _skip(buf, pos, end, kind)
-                        if pos < 0:
-                            return -(1 + row)
-            if body_null >= 0:
-                branch, pos = _read_long(buf, pos, end)
-                if pos < 0 or branch < 0 or branch > 1:
-                    return -(1 + row)
-                if branch == body_null:
-                    spans[2, 0, row] = pos
-                    spans[2, 1, row] = -1
-                    row += 1
-                    continue
-            length, pos = _read_long(buf, pos, end)
-            if pos < 0 or length < 0 or pos + length > end:
-                return -(1 + row)
-            spans[2, 0, row] = pos
-            spans[2, 1, row] = length
-            pos += length
-            row += 1
-        if pos != end:
-            return -(10**12 + block)
-    return row
-
-
-@njit(nogil=True, cache=True)
-def gather(
-    buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, offsets: np.ndarray, values: np.ndarray
-) -> None:
-    """Copy the byte ranges into ``values`` back to back; ``offsets`` gets where each starts."""
-    at = 0
-    for i in range(starts.shape[0]):
-        offsets[i] = at
-        length = lengths[i]
-        if length > 0:
-            values[at : at + length] = buf[starts[i] : starts[i] + length]
-            at += length
-    offsets[starts.shape[0]] = at
-
-
-# -- JSON objects --------------------------------------------------------------------------
-ABSENT, STRING, NUMBER, LITERAL, NULL = 0, 1, 2, 3, 4
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _space(buf: np.ndarray, pos: int, end: int) -> int:
-    """Position after JSON whitespace (space, tab, LF, CR only)."""
-    while pos < end and (buf[pos] == 32 or buf[pos] == 9 or buf[pos] == 10 or buf[pos] == 13):
-        pos += 1
-    return pos
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _plain_string(buf: np.ndarray, pos: int, end: int) -> int:
-    """Position of the closing quote of a string opened before ``pos``, or -1.
-
-    -1 also for an escape or a control character inside: those take the builder.
-    """
-    while pos < end:
-        c = buf[pos]
-        if c == 34:
-            return pos
-        if c == 92 or c < 32:
-            return -1
-        pos += 1
-    return -1
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _digits(buf: np.ndarray, pos: int, end: int) -> int:
-    while pos < end and 48 <= buf[pos] <= 57:
-        pos += 1
-    return pos
-
-
-@njit(nogil=True, cache=True)
-def _number(buf: np.ndarray, pos: int, end: int) -> int:
-    """End of a JSON number token at ``pos`` (RFC 8259 grammar), or -1."""
-    if pos < end and buf[pos] == 45:  # -
-        pos += 1
-    if pos >= end:
-        return -1
-    if buf[pos] == 48:  # a leading 0 stands alone
-        pos += 1
-    elif 49 <= buf[pos] <= 57:
-        pos = _digits(buf, pos + 1, end)
-    else:
-        return -1
-    if pos < end and buf[pos] == 46:  # .
-        after = _digits(buf, pos + 1, end)
-        if after == pos + 1:
-            return -1
-        pos = after
-    if pos < end and (buf[pos] == 101 or buf[pos] == 69):  # e E
-        pos += 1
-        if pos < end and (buf[pos] == 43 or buf[pos] == 45):
-            pos += 1
-        after = _digits(buf, pos, end)
-        if after == pos:
-            return -1
-        pos = after
-    return pos
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _word(buf: np.ndarray, pos: int, end: int, word: np.ndarray) -> bool:
-    if pos + word.shape[0] > end:
-        return False
-    for i in range(word.shape[0]):
-        if buf[pos + i] != word[i]:
-            return False
-    return True
-
-
-@njit(nogil=True, cache=True)
-def scan_objects(
-    buf: np.ndarray,
-    offsets: np.ndarray,
-    valid: np.ndarray,
-    names: np.ndarray,
-    name_offsets: np.ndarray,
-    spans: np.ndarray,
-    kinds: np.ndarray,
-    ok: np.ndarray,
-) -> None:
-    """Find each field's value token in bodies that are one flat JSON object of known keys.
-
-    A row is ``ok`` when its body is a single object whose keys are distinct field names
-    (any order, at least one) and whose values are each a string without escapes or
-    control characters, a number, ``true``, ``false`` or ``null``, with JSON whitespace
-    anywhere between tokens. For those rows ``kinds[f, row]`` says what field ``f`` holds
-    and ``spans[:, f, row]`` where its text is (a string's without the quotes). Every
-    other row is left to the caller's general parser.
-    """
-    true = np.array([116, 114, 117, 101], dtype=np.uint8)
-    false = np.array([102, 97, 108, 115, 101], dtype=np.uint8)
-    null = np.array([110, 117, 108, 108], dtype=np.uint8)
-    fields = name_offsets.shape[0] - 1
-    for row in range(offsets.shape[0] - 1):
-        ok[row] = False
-        for f in range(fields):
-            kinds[f, row] = 0
-        if not valid[row]:
-            continue
-        end = offsets[row + 1]
-        pos = _space(buf, offsets[row], end)
-        if pos >= end or buf[pos] != 123:  # {
-            continue
-        pos = _space(buf, pos + 1, end)
-        good = False
-        while pos < end and buf[pos] == 34:  # a key
-            close = _plain_string(buf, pos + 1, end)
-            if close < 0:
-                break
-            field = -1
-            for f in range(fields):
-                size = name_offsets[f + 1] - name_offsets[f]
-                if size == close - pos - 1:
-                    same = True
-                    for i in range(size):
-                        if buf[pos + 1 + i] != names[name_offsets[f] + i]:
-                            same = False
-                            break
-                    if same:
-                        field = f
-                        break
-            if field < 0 or kinds[field, row] != 0:
-                break
-            pos = _space(buf, close + 1, end)
-            if pos >= end or buf[pos] != 58:  # :
-                break
-            pos = _space(buf, pos + 1, end)
-            if pos >= end:
-                break
-            c = buf[pos]
-            if c == 34:
-                close = _plain_string(buf, pos + 1, end)
-                if close < 0:
-                    break
-                kinds[field, row] = 1
-                spans[0, field, row] = pos + 1
-                spans[1, field, row] = close - pos - 1
-                pos = close + 1
-            elif c == 45 or 48 <= c <= 57:
-                after = _number(buf, pos, end)
-                if after < 0:
-                    break
-                kinds[field, row] = 2
-                spans[0, field, row] = pos
-                spans[1, field, row] = after - pos
-                pos = after
-            elif _word(buf, pos, end, true) or _word(buf, pos, end, false):
-                size = 4 if c == 116 else 5
-                kinds[field, row] = 3
-                spans[0, field, row] = pos
-                spans[1, field, row] = size
-                pos += size
-            elif _word(buf, pos, end, null):
-                kinds[field, row] = 4
-                pos += 4
-            else:
-                break
-            pos = _space(buf, pos, end)
-            if pos < end and buf[pos] == 44:  # ,
-                pos = _space(buf, pos + 1, end)
-                continue
-            if pos < end and buf[pos] == 125:  # }
-                good = _space(buf, pos + 1, end) == end
-            break
-        ok[row] = good
-
-
-def warm() -> None:
-    """Compile (or load from the cache) every kernel now, as a warm instance has."""
-    data = np.frombuffer(b"\x02\x00\x00\x00\x00\x02{}", dtype=np.uint8)
-    n = np.ones(1, dtype=np.int64)
-    kinds = np.zeros(1, dtype=np.int64)
-    scan_capture(
-        data, np.zeros(1, np.int64), np.array([len(data)], np.int64), n, kinds, kinds, -1,
-        np.frombuffer(b"k", np.uint8), np.empty(1, np.int64), np.empty((3, 2, 1), np.int64),
-        np.empty(1, np.int64), np.empty(1, np.bool_),
-    )  # fmt: skip
-    cut(data, np.zeros(1, np.int64), np.ones(1, np.int64), pa.large_binary())
-    cut(data, np.zeros(1, np.int64), np.ones(1, np.int64), pa.string())
-    names = np.frombuffer(b"k", np.uint8)
-    offsets = np.frombuffer(np.array([0, len(data)], np.int64).tobytes(), np.int64)  # read-only, as Arrow's
-    scan_objects(
-        data, offsets, np.ones(1, np.bool_), names, np.array([0, 1], np.int64),
-        np.zeros((2, 1, 1), np.int64), np.zeros((1, 1), np.int8), np.zeros(1, np.bool_),
-    )  # fmt: skip

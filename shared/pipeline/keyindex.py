@@ -5,7 +5,7 @@ function Spark's ``xxhash64`` computes, so the hash is the same across library v
 engines. A batch is checked against silver by reading that one 8-byte column of the touched
 date partitions, streamed; never silver's rows.
 
-Pass 1 hashes the batch's keys (about 20 bytes a row, see ``BatchKeys``). Hashes that repeat within the
+Pass 1 hashes the batch's keys (8 bytes a row, see ``BatchKeys``). Hashes that repeat within the
 batch, and batch hashes that silver already holds, are only candidates: they are settled on
 the real (date, key) values, read for those rows alone, so a hash collision can never drop a
 row. What comes out is the scan positions of the rows not to insert; pass 2 (the caller)
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import polars as pl
@@ -62,50 +63,52 @@ class BatchRows:
         skip = pl.Series(dropped, dtype=pl.UInt32).implode()
         yield from self.slices(rows, ~pl.col(POSITION).is_in(skip), [pl.all().exclude(POSITION)])
 
+    def file_rows(self) -> int:
+        """Rows in the files, this batch's and any compacted in with them."""
+        return int(self.files.select(pl.len()).collect().item())
+
     def slices(self, rows: int, keep: pl.Expr, columns: list[pl.Expr]) -> Iterator[pl.DataFrame]:
         """``columns`` of the batch's rows that ``keep`` selects, ``rows`` file rows at a time.
 
         Slicing the positioned files reads only the row groups a slice spans, so memory
         follows ``rows``, not the batch (a streaming collect reads far ahead).
         """
-        total = self.files.select(pl.len()).collect().item()
-        for start in range(0, total, rows):
+        for start in range(0, self.file_rows(), rows):
             chunk = self.files.slice(start, rows).filter((pl.col("_batch_id") == self.batch_id) & keep)
             yield chunk.select(columns).collect()
 
 
 @dataclass(frozen=True, slots=True)
 class BatchKeys:
-    """Pass 1's result: each batch row's position and key hash, and the dates touched.
+    """Pass 1's result: the batch's key hashes, sorted (8 bytes a row), and the dates touched."""
 
-    About 20 bytes a row: positions (4), hashes (8) and the hashes sorted (8).
-    """
-
-    positions: np.ndarray
-    hashes: np.ndarray
     ordered: np.ndarray
     dates: list[str]
 
     @property
     def rows(self) -> int:
-        return len(self.hashes)
+        return len(self.ordered)
 
 
 def index(batch: BatchRows, contract: Contract, rows: int) -> BatchKeys:
-    """Hash every row's key and collect the partition dates, ``rows`` file rows at a time."""
+    """Hash every row's key and collect the partition dates, ``rows`` file rows at a time.
+
+    The hashes go straight into one array sized for the files' rows, whose pages are
+    touched only as rows arrive, and are sorted in place: the index never holds more
+    than its 8 bytes a row and one chunk.
+    """
     key, part = contract.key[0], contract.partition_by
-    positions, hashes, dates = [], [], set()
-    for chunk in batch.slices(rows, pl.lit(True), [pl.col(POSITION), key_hash(key), _partition(contract)]):
-        positions.append(chunk.get_column(POSITION).to_numpy())
-        hashes.append(chunk.get_column(KEY_HASH).to_numpy())
+    ordered = np.empty(batch.file_rows(), dtype=np.int64)
+    filled = 0
+    dates: set[date] = set()
+    for chunk in batch.slices(rows, pl.lit(True), [key_hash(key), _partition(contract)]):
+        values = chunk.get_column(KEY_HASH).to_numpy()
+        ordered[filled : filled + len(values)] = values
+        filled += len(values)
         dates.update(chunk.get_column(part).drop_nulls().unique().to_list())
-    every = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.int64)
-    return BatchKeys(
-        positions=np.concatenate(positions) if positions else np.empty(0, dtype=np.uint32),
-        hashes=every,
-        ordered=np.sort(every),
-        dates=sorted(d.isoformat() for d in dates),
-    )
+    ordered = ordered[:filled]
+    ordered.sort()
+    return BatchKeys(ordered=ordered, dates=sorted(d.isoformat() for d in dates))
 
 
 def repeats(batch: BatchRows, keys: BatchKeys, contract: Contract) -> np.ndarray:
@@ -135,7 +138,8 @@ def held(
     """Positions of rows (not already ``dropped``) whose (date, key) silver holds.
 
     ``silver`` is pruned to the batch's dates; only its ``_key_hash`` column is read,
-    a chunk at a time, and matched against the batch's sorted hashes.
+    a chunk at a time, and matched against the batch's sorted hashes. The batch rows with
+    a matched hash are then found by hashing their keys again in one streamed pass.
     """
     ordered = keys.ordered
     bitmap: _Bitmap | None = None
@@ -156,17 +160,18 @@ def held(
     found = np.unique(np.concatenate(hits)) if hits else np.empty(0, dtype=np.int64)
     if not len(found):
         return np.empty(0, dtype=np.int64)
-    candidates = keys.positions[np.isin(keys.hashes, found)]
-    candidates = candidates[~np.isin(candidates, dropped)]
-    if not len(candidates):
-        return np.empty(0, dtype=np.int64)
-    # Settle the candidates on the real (date, key).
+    # Settle the rows with those hashes on the real (date, key).
     key, part = contract.key[0], contract.partition_by
-    mine = batch.rows.filter(pl.col(POSITION).is_in(pl.Series(candidates, dtype=pl.UInt32).implode())).select(
-        POSITION, key, _partition(contract)
+    wanted = pl.Series(found).implode()
+    mine = batch.rows.filter(key_hash(key).is_in(wanted))
+    if len(dropped):
+        mine = mine.filter(~pl.col(POSITION).is_in(pl.Series(dropped, dtype=pl.UInt32).implode()))
+    theirs = silver.filter(pl.col(KEY_HASH).is_in(wanted)).select(part, key)
+    same = (
+        mine.select(POSITION, key, _partition(contract))
+        .join(theirs, on=[part, key], how="semi")
+        .collect(engine="streaming")
     )
-    theirs = silver.filter(pl.col(KEY_HASH).is_in(pl.Series(found).implode())).select(part, key)
-    same = mine.join(theirs, on=[part, key], how="semi").collect(engine="streaming")
     return np.sort(same.get_column(POSITION).to_numpy().astype(np.int64))
 
 
