@@ -278,6 +278,12 @@ class Pipeline:
                 return None, 0, []
             if keys is None:  # freed by an attempt that lost a commit race
                 keys = keyindex.index(rows, contract, keyindex.SCAN_ROWS)
+            # Before the check reads the touched partitions: what it reads, and the log every
+            # open replays, then stay bounded however many batches a partition has taken.
+            if compacted := self.lake.compact_small_files(dt, silver, part, touched):
+                log.info("silver: compacted the small files of %s=%s", part, ",".join(compacted))
+                dt = self.lake.open(silver)
+                assert dt is not None
             held = self.lake.scan_version(dt, sql_in(part, touched))
             dropped = np.union1d(repeated, keyindex.held(held, rows, keys, repeated, contract))
             keys = None  # 8 bytes a row the write below does not need
@@ -343,7 +349,15 @@ class Pipeline:
         silver_dt = self.lake.open(silver)
         assert silver_dt is not None
         if dates:
-            where = sql_in("_batch_id", [ref.batch_id]) + " AND " + sql_in(contract.partition_by, dates)
+            # _batch_time prunes too: files compacted from earlier batches span a wide range of
+            # (random) batch ids but only the earlier batches' registration times.
+            where = " AND ".join(
+                (
+                    sql_in("_batch_id", [ref.batch_id]),
+                    sql_in(contract.partition_by, dates),
+                    f"_batch_time = '{_batch_time(batch).isoformat()}'",
+                )
+            )
             inserted = (
                 self.lake.scan_version(silver_dt, where)
                 .filter(pl.col("_batch_id") == ref.batch_id)

@@ -50,6 +50,13 @@ WRITER_PROPERTIES = WriterProperties(
     max_row_group_size=65_536,
     default_column_properties=ColumnProperties(dictionary_enabled=False),
 )
+# Each batch adds a small file to the partitions it touches, and a step that reads a
+# partition pays per file (a footer, a column chunk, an entry in the log): a partition is
+# compacted once it holds COMPACT_AT_FILES files under SMALL_FILE_BYTES. Files at or over
+# that size are never rewritten, so a compaction costs the same however large the
+# partition has grown.
+SMALL_FILE_BYTES = 8 * 1024 * 1024
+COMPACT_AT_FILES = 16
 
 
 class Lake:
@@ -205,6 +212,37 @@ class Lake:
             commit_properties=self.commit_properties(app_id, transactions=transactions),
         )
         return snapshot.version()
+
+    def compact_small_files(self, dt: DeltaTable, table: str, column: str, values: list[str]) -> list[str]:
+        """Compact the partitions among ``values`` that hold ``COMPACT_AT_FILES`` or more
+        files under ``SMALL_FILE_BYTES`` at ``dt``'s version into files of up to that size;
+        returns those compacted (reopen the table to see the result).
+
+        Compaction commits no data change, so it never alters what a reader sees; one that
+        loses a race is planned again from the new version.
+        """
+        if not values:
+            return []
+        files = pl.DataFrame(dt.get_add_actions(flatten=True)).select(
+            pl.col(f"partition.{column}").cast(pl.String).alias("value"), "size_bytes"
+        )
+        small = files.filter((pl.col("size_bytes") < SMALL_FILE_BYTES) & pl.col("value").is_in(values))
+        due = small.group_by("value").len().filter(pl.col("len") >= COMPACT_AT_FILES)
+        compacted = sorted(due.get_column("value").to_list())
+        for value in compacted:
+
+            def compact(value: str = value) -> None:
+                current = self.open(table)
+                assert current is not None
+                current.optimize.compact(
+                    partition_filters=[(column, "=", value)],
+                    target_size=SMALL_FILE_BYTES,
+                    writer_properties=WRITER_PROPERTIES,
+                    commit_properties=self.commit_properties(None, {"tributary.operation": "compact"}),
+                )
+
+            self.with_conflict_retry(f"compact {table} {column}={value}", compact)
+        return compacted
 
     def commit_properties(
         self,
