@@ -47,10 +47,11 @@ def build(directory: Path = HERE, *, force: bool = False) -> Path:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NumbaPendingDeprecationWarning)
-        from numba.pycc import CC
+        from numba.pycc import CC, compiler
 
         from shared.pipeline import loops
 
+        _release_the_gil(compiler)
         cc = CC(name)
         cc.output_dir = str(directory)
         for loop, (result, arguments) in kernels.SIGNATURES.items():
@@ -70,6 +71,28 @@ def build(directory: Path = HERE, *, force: bool = False) -> Path:
             old.unlink()
     print(f"kernels: built {path.name} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return path
+
+
+def _release_the_gil(compiler: Any) -> None:
+    """Make pycc's wrappers release the GIL while a loop runs, as ``nogil=True`` does for
+    numba's JIT: bronze decodes in one thread while another validates and writes.
+
+    pycc builds its flags from ``compiler.Flags()`` and offers no option for this; the
+    wrapper it then emits is the one numba's JIT uses (``callwrapper``), which honours
+    ``release_gil``.
+    """
+    base = compiler.Flags
+    if getattr(base, "tributary_nogil", False):
+        return
+
+    class Flags(base):  # type: ignore[misc, valid-type]
+        tributary_nogil = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.release_gil = True
+
+    compiler.Flags = Flags
 
 
 def _type(types: Any, spec: Any) -> Any:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import importlib.util
 import io
 import shutil
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -122,3 +125,47 @@ def test_without_a_current_build_numba_compiles_the_loops(
         assert _decoded(made.data, made.path).height == 500
     finally:
         kernels._loaded.cache_clear()
+
+
+def test_the_built_loops_release_the_gil(built: ModuleType) -> None:
+    """Bronze decodes in one thread while another validates and writes: a built loop must
+    let other threads run, as numba's ``nogil=True`` does."""
+    nets = geo._networks()
+    text = b"2a02:1216::5"
+    n = 2_000_000
+    data = np.frombuffer(text * n, np.uint8)
+    offsets = np.arange(n + 1, dtype=np.int64) * len(text)
+    args = (
+        data,
+        offsets,
+        np.ones(n, np.bool_),
+        nets.v4,
+        nets.v4_slot,
+        nets.v6,
+        nets.v6_slot,
+        np.empty(n, np.int32),
+    )
+    address_slots = kernels.built_loops(built)["address_slots"]
+    ticks, stop = [0], threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            ticks[0] += 1
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        time.sleep(0.05)
+        start, at = ticks[0], time.perf_counter()
+        time.sleep(0.1)
+        free = (ticks[0] - start) / (time.perf_counter() - at)  # ticks a second, nothing else running
+        start, at = ticks[0], time.perf_counter()
+        address_slots(*args)
+        during = (ticks[0] - start) / (time.perf_counter() - at)
+    finally:
+        stop.set()
+        spinner.join()
+        sys.setswitchinterval(switch)
+    assert during > 0.2 * free, (during, free)
