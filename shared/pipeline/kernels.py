@@ -55,12 +55,16 @@ SIGNATURES: dict[str, tuple[str, tuple[Any, ...]]] = {
         (_U8, _I64, _BOOL, ("int64", 2), ("int32", 1), ("int64", 2), ("int32", 1), ("int32", 1, "out")),
     ),
 }  # fmt: skip
-SOURCE = Path(__file__).with_name("loops.py")
+# The loops' source and the build that compiles it: a change to either names a new module.
+SOURCES = (Path(__file__).with_name("loops.py"), Path(__file__).with_name("aot.py"))
 
 
 def module_name() -> str:
-    """The ahead-of-time module's name: a digest of the loops, their signatures and numba."""
-    digest = hashlib.sha256(SOURCE.read_bytes())
+    """The ahead-of-time module's name: a digest of the loops, their build, their signatures
+    and numba's version."""
+    digest = hashlib.sha256()
+    for source in SOURCES:
+        digest.update(source.read_bytes())
     digest.update(repr(sorted(SIGNATURES.items())).encode())
     digest.update(version("numba").encode())
     return f"_loops_{digest.hexdigest()[:16]}"
