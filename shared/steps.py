@@ -29,7 +29,7 @@ from shared.adapters.lake import WRITER_PROPERTIES, Lake, sql_in
 from shared.adapters.state import FINAL_STATES, BatchState, BatchStateStore, reached
 from shared.adapters.storage import Storage, is_remote, join
 from shared.contracts import CONTRACTS, USER_ACTIVITY, Contract
-from shared.errors import PipelineError, QuarantinedFile
+from shared.errors import PipelineError, QuarantinedFile, TransientError
 from shared.pipeline import decode, keyindex, medallion
 from shared.pipeline.prefetch import prefetch
 from shared.pipeline.validate import failure_counts, validate
@@ -363,7 +363,8 @@ class Pipeline:
                 .filter(pl.col("_batch_id") == ref.batch_id)
                 .select(list(medallion.GOLD_INPUT))
             )
-            versions = self._update_gold(ref.batch_id, inserted, silver_dt.version())
+            expected = int(batch.counts.get("silver_inserted", 0))
+            versions = self._update_gold(ref.batch_id, inserted, silver_dt.version(), expected)
         batch = self.states.transition(
             batch,
             "GOLD_DONE",
@@ -372,8 +373,14 @@ class Pipeline:
         )
         return self._result(batch)
 
-    def _update_gold(self, batch_id: str, inserted: pl.LazyFrame, version: int) -> dict[str, int | None]:
-        """Aggregate the batch's silver rows, streamed: memory follows the keys, not the rows."""
+    def _update_gold(
+        self, batch_id: str, inserted: pl.LazyFrame, version: int, expected: int
+    ) -> dict[str, int | None]:
+        """Aggregate the batch's silver rows, streamed: memory follows the keys, not the rows.
+
+        The rows read must be the ``expected`` rows the silver step inserted, or nothing is
+        merged: files pruned wrongly would otherwise fold a partial batch into gold.
+        """
         # One aggregate at a time: each holds a hash table of its keys, not the rows.
         daily, users, region_days = (
             query.collect(engine="streaming")
@@ -383,6 +390,12 @@ class Pipeline:
                 medallion.region_daily_watch_time(inserted),
             )
         )
+        read = int(daily.get_column("events").sum())
+        if read != expected:
+            raise TransientError(
+                f"gold read {read} rows of batch {batch_id} from silver, "
+                f"but the silver step inserted {expected}"
+            )
         if daily.is_empty():
             return {}
         deltas = {

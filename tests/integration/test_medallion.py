@@ -160,6 +160,38 @@ def test_a_silver_insert_that_loses_a_commit_race_rechecks_and_lands(
     assert len(lost) == sum(1 for b in batches if b.state == "GOLD_DONE")
 
 
+def test_gold_refuses_a_batch_it_cannot_read_whole(
+    local_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gold folds a batch only when it reads every row silver inserted: pruning that lost
+    files fails the step (and is retried) instead of counting part of the batch."""
+    from datetime import UTC, datetime
+
+    from shared import steps
+    from shared.errors import TransientError
+    from shared.steps import BatchRef
+
+    day = land(local_settings, files=3, events=100, seed=3)
+    good = next(i for i, f in enumerate(day.files) if f.kind == "capture")
+    pipeline = day.pipeline
+    batch = pipeline.register(day.uris[good])
+    ref = BatchRef(batch.batch_id, batch.dataset, batch.source, batch.size, batch.etag)
+    for step in (pipeline.validate, pipeline.bronze, pipeline.silver):
+        step(ref)
+
+    def gold_versions() -> dict[str, int]:
+        tables = [pipeline.lake.open(name) for name in TABLES if name.startswith("gold/")]
+        return {str(dt.table_uri): dt.version() for dt in tables if dt is not None}
+
+    before = gold_versions()
+    monkeypatch.setattr(steps, "_batch_time", lambda batch: datetime(2000, 1, 1, tzinfo=UTC))
+    with pytest.raises(TransientError, match=r"gold read 0 rows of batch .* silver step inserted \d+"):
+        pipeline.gold(ref)
+    assert gold_versions() == before
+    monkeypatch.undo()
+    assert pipeline.gold(ref)["state"] == "GOLD_DONE"
+
+
 def test_reingesting_the_same_files_changes_nothing(local_settings: Settings) -> None:
     day = land(local_settings, files=6, events=100)
     ingest(day)
