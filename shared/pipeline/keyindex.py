@@ -67,13 +67,16 @@ class BatchRows:
         """Rows in the files, this batch's and any compacted in with them."""
         return int(self.files.select(pl.len()).collect().item())
 
-    def slices(self, rows: int, keep: pl.Expr, columns: list[pl.Expr]) -> Iterator[pl.DataFrame]:
+    def slices(
+        self, rows: int, keep: pl.Expr, columns: list[pl.Expr], *, total: int | None = None
+    ) -> Iterator[pl.DataFrame]:
         """``columns`` of the batch's rows that ``keep`` selects, ``rows`` file rows at a time.
 
         Slicing the positioned files reads only the row groups a slice spans, so memory
-        follows ``rows``, not the batch (a streaming collect reads far ahead).
+        follows ``rows``, not the batch (a streaming collect reads far ahead). ``total`` is
+        ``file_rows()``, when the caller has it already.
         """
-        for start in range(0, self.file_rows(), rows):
+        for start in range(0, self.file_rows() if total is None else total, rows):
             chunk = self.files.slice(start, rows).filter((pl.col("_batch_id") == self.batch_id) & keep)
             yield chunk.select(columns).collect()
 
@@ -98,10 +101,11 @@ def index(batch: BatchRows, contract: Contract, rows: int) -> BatchKeys:
     than its 8 bytes a row and one chunk.
     """
     key, part = contract.key[0], contract.partition_by
-    ordered = np.empty(batch.file_rows(), dtype=np.int64)
+    total = batch.file_rows()
+    ordered = np.empty(total, dtype=np.int64)
     filled = 0
     dates: set[date] = set()
-    for chunk in batch.slices(rows, pl.lit(True), [key_hash(key), _partition(contract)]):
+    for chunk in batch.slices(rows, pl.lit(True), [key_hash(key), _partition(contract)], total=total):
         values = chunk.get_column(KEY_HASH).to_numpy()
         ordered[filled : filled + len(values)] = values
         filled += len(values)
