@@ -55,7 +55,7 @@ def build(directory: Path = HERE, *, force: bool = False) -> Path:
         cc = CC(name)
         cc.output_dir = str(directory)
         for loop, (result, arguments) in kernels.SIGNATURES.items():
-            source = getattr(loops, "gather" if loop == "gather32" else loop)
+            source = getattr(loops, kernels.source_of(loop))
             signature = _type(types, result)(*(_type(types, a) for a in arguments))
             cc.export(loop, signature)(source.py_func)
         started = time.perf_counter()

@@ -97,11 +97,16 @@ def _checked(name: str, loop: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+def source_of(name: str) -> str:
+    """The function in ``loops`` a signature compiles: ``gather32`` is ``gather`` with 32-bit offsets."""
+    return "gather" if name == "gather32" else name
+
+
 def numba_loops() -> dict[str, Callable[..., Any]]:
     """The loops compiled by numba's JIT (imports numba and LLVM)."""
     from shared.pipeline import loops
 
-    return {name: getattr(loops, "gather" if name == "gather32" else name) for name in SIGNATURES}
+    return {name: getattr(loops, source_of(name)) for name in SIGNATURES}
 
 
 def built_loops(module: ModuleType) -> dict[str, Callable[..., Any]]:
