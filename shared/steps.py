@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
+from deltalake import DeltaTable
 
 from shared.adapters.lake import WRITER_PROPERTIES, Lake, sql_in
 from shared.adapters.state import FINAL_STATES, BatchState, BatchStateStore, reached
@@ -271,7 +272,7 @@ class Pipeline:
             dt = self.lake.open(silver)
             assert dt is not None
             if dt.transaction_version(app_id) is not None:
-                recorded = self._batch_rows(silver, ref.batch_id, dates=touched or None, columns=[part])
+                recorded = self._batch_scan(dt, batch, part, touched).select(part).collect()
                 dates = sorted(d.isoformat() for d in recorded.get_column(part).unique().to_list())
                 return self.lake.commit_version(silver, app_id), recorded.height, dates
             if total == len(repeated):
@@ -349,19 +350,8 @@ class Pipeline:
         silver_dt = self.lake.open(silver)
         assert silver_dt is not None
         if dates:
-            # _batch_time prunes too: files compacted from earlier batches span a wide range of
-            # (random) batch ids but only the earlier batches' registration times.
-            where = " AND ".join(
-                (
-                    sql_in("_batch_id", [ref.batch_id]),
-                    sql_in(contract.partition_by, dates),
-                    f"_batch_time = '{_batch_time(batch).isoformat()}'",
-                )
-            )
-            inserted = (
-                self.lake.scan_version(silver_dt, where)
-                .filter(pl.col("_batch_id") == ref.batch_id)
-                .select(list(medallion.GOLD_INPUT))
+            inserted = self._batch_scan(silver_dt, batch, contract.partition_by, dates).select(
+                list(medallion.GOLD_INPUT)
             )
             expected = int(batch.counts.get("silver_inserted", 0))
             versions = self._update_gold(ref.batch_id, inserted, silver_dt.version(), expected)
@@ -531,15 +521,16 @@ class Pipeline:
             self.lake.ensure(gold_table(name), _arrow_schema(schema))
         self._tables_ready = True
 
-    def _batch_rows(
-        self, table: str, batch_id: str, dates: list[str] | None = None, columns: list[str] | None = None
-    ) -> pl.DataFrame:
-        """One batch's rows; each commit's files hold one batch, so statistics prune the rest."""
-        where = sql_in("_batch_id", [batch_id])
+    def _batch_scan(
+        self, dt: DeltaTable, batch: BatchState, column: str, dates: list[str] | None
+    ) -> pl.LazyFrame:
+        """One batch's rows at ``dt``'s version, its files pruned by the batch's id, its
+        registration time and the ``column`` values in ``dates``. The time matters once files
+        are compacted: they span many (random) batch ids but only earlier batches' times."""
+        where = [sql_in("_batch_id", [batch.batch_id]), f"_batch_time = '{_batch_time(batch).isoformat()}'"]
         if dates:
-            where += " AND " + sql_in("event_date", dates)
-        rows = self.lake.scan(table, where).filter(pl.col("_batch_id") == batch_id)
-        return rows.select(columns).collect() if columns else rows.collect()
+            where.append(sql_in(column, dates))
+        return self.lake.scan_version(dt, " AND ".join(where)).filter(pl.col("_batch_id") == batch.batch_id)
 
 
 class _Tally:
