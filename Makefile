@@ -1,7 +1,10 @@
 # Tributary developer commands. `make demo` and `make test` do all the setup on a fresh machine
-# (Python 3.11+ and Node 20+): a .venv with the pinned requirements and Azurite from npm.
+# (Python 3.13 and Node 20+): a .venv with the pinned requirements and Azurite from npm.
 SHELL := /bin/bash
-PYTHON ?= python3
+# The app runs on Python 3.13 (README, "Python version"): the first interpreter below that runs.
+# pyenv's shim for python3.13 exists even when 3.13 is not selected, so each one is tried.
+PYTHON ?= $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python3.13 /usr/local/bin/python3.13 /usr/bin/python3.13; do \
+	"$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null && { echo "$$p"; break; }; done)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
@@ -16,7 +19,8 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt requirements-dev.txt
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -n "$(PYTHON)" || { echo "Python 3.13 not found: install it (pyenv install 3.13) or pass PYTHON=/path/to/python3.13" >&2; exit 1; }
+	@$(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
@@ -32,10 +36,10 @@ kernels: venv ## Build the pipeline's loops ahead of time (needs a C compiler; s
 	@$(PY) -m shared.pipeline.aot --optional
 
 azurite: venv node ## Start Azurite in the background on 10000-10002 (idempotent)
-	@$(PY) -m shared.azurite start
+	@$(PY) -m shared.dev.azurite start
 
 azurite-stop: venv ## Stop the Azurite that `make azurite` started
-	@$(PY) -m shared.azurite stop
+	@$(PY) -m shared.dev.azurite stop
 
 demo: kernels azurite ## Generate a day of Capture files into Azurite and run the whole pipeline
 	$(PY) -m shared demo

@@ -311,7 +311,7 @@ def _file_digest(fh: BinaryIO) -> str:
 _TRANSIENT = (ServiceRequestError, ServiceResponseError)
 
 
-def _retry(call: Callable[[], T], attempts: int = 5, base_delay: float = 0.2) -> T:
+def _retry[T](call: Callable[[], T], attempts: int = 5, base_delay: float = 0.2) -> T:
     """Retry a storage call on connection-level failures, with exponential backoff.
 
     The SDK already retries throttling and 5xx responses; this covers a dropped

@@ -22,7 +22,7 @@ class _Failure:
         self.exc = exc
 
 
-def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
+def prefetch[T](items: Iterable[T], depth: int = 1) -> Iterator[T]:
     """Yield ``items`` in order while a background thread produces the next ones.
 
     An exception raised by the producer is raised here, at the point it occurred in the
