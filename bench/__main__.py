@@ -90,7 +90,7 @@ class Runner:
         self.runs = 0
 
     def __enter__(self) -> Runner:
-        from shared import azurite
+        from shared.dev import azurite
 
         ports = azurite.Ports(*azurite.free_ports(3))
         self.process = azurite.start(self.work / "azurite", ports)
@@ -98,7 +98,7 @@ class Runner:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from shared import azurite
+        from shared.dev import azurite
 
         if self.process is not None:
             azurite.stop(self.process)

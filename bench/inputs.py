@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from shared import generator
+from shared.dev import generator
 
 DATA = Path(__file__).resolve().parent / "data"
 #: Real Capture bodies carry every oddity; 1% of records in benchmark files carry one.

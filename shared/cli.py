@@ -148,7 +148,7 @@ def write_generated(
     A file already there with the same bytes is left alone, so re-running keeps ETags
     (and therefore batch ids) stable.
     """
-    from shared.generator import generate_day
+    from shared.dev.generator import generate_day
 
     written = 0
     started = time.monotonic()
@@ -361,7 +361,8 @@ def summary(pipeline: Any) -> str:
 
 
 def _events(args: argparse.Namespace) -> int:
-    from shared.events import DEFAULT_HOST_URL, EVENT_FUNCTION, post_events
+    from shared.dev.events import DEFAULT_HOST_URL, post_events
+    from shared.events import EVENT_FUNCTION
 
     settings = _settings()
     posted = post_events(

@@ -1,22 +1,30 @@
-"""One exception hierarchy for the pipeline.
+"""Every exception the pipeline raises on purpose, in one hierarchy.
 
-``PermanentError`` subclasses describe input that will never succeed (retrying is
-pointless); anything else raised by a step is treated as transient and retried.
+Three branches tell a caller what to do:
+
+- ``PermanentError``: no retry can fix it. A step records the batch as QUARANTINED or
+  FAILED with the message, and the orchestrator stops.
+- ``TransientError``: worth retrying (throttling, an outage, a lost commit race). The
+  Durable runtime retries the activity with backoff; the CLI reports it.
+- ``ApiError``: an operator request that cannot be served, with the HTTP status to answer.
+
+``PipelineError`` itself is never raised: it is what a caller catches to mean "any of these".
 """
 
 from __future__ import annotations
 
 
 class PipelineError(Exception):
-    """Base of every error the pipeline raises on purpose."""
+    """Base of every error the pipeline raises on purpose. Never raised itself."""
 
 
-class ConfigError(PipelineError):
-    """A setting is missing or malformed. Fix the app settings and restart."""
-
-
+# -- permanent: no retry helps ---------------------------------------------------------------
 class PermanentError(PipelineError):
-    """Input that no retry can fix; the batch ends in QUARANTINED or FAILED."""
+    """Input or configuration that no retry can fix; the batch ends QUARANTINED or FAILED."""
+
+
+class ConfigError(PermanentError):
+    """A setting is missing or malformed. The message names the setting to fix."""
 
 
 class QuarantinedFile(PermanentError):
@@ -28,13 +36,93 @@ class QuarantinedFile(PermanentError):
         self.reason = reason
 
 
-class ContractViolation(PermanentError):
-    """Rows or a table do not satisfy the dataset contract in a way quarantine cannot absorb."""
+class CorruptBlock(PipelineError):
+    """Avro block ``block`` (counting from 1) cannot be read; ``cause`` says why.
+
+    Raised inside the Capture decoder and turned into ``QuarantinedFile`` with the block's
+    position in the file by its caller; it never leaves the decoder.
+    """
+
+    def __init__(self, block: int, cause: Exception) -> None:
+        super().__init__(f"block {block}: {cause}")
+        self.block = block
+        self.cause = cause
 
 
-class StateConflict(PipelineError):
-    """Another writer changed the batch entity since we read it (ETag mismatch)."""
+class BatchNotRegistered(PermanentError):
+    """A step was asked to run a batch that batch state does not know."""
+
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(f"batch {batch_id} is not registered; register it first (intake or ingest)")
+        self.batch_id = batch_id
 
 
+class NotABlobUri(PermanentError):
+    """A location that should name a blob does not."""
+
+
+class UnknownEventType(PermanentError):
+    """An event type this app does not handle; the Event Grid subscription filter needs fixing."""
+
+
+class SourceGone(PermanentError):
+    """The file a batch names no longer exists (deleted, or already moved to quarantine)."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__(f"{source} no longer exists")
+        self.source = source
+
+
+# -- transient: retry with backoff -----------------------------------------------------------
 class TransientError(PipelineError):
     """A dependency failed in a way worth retrying (throttling, timeouts, commit conflicts)."""
+
+
+class StateConflict(TransientError):
+    """Another writer changed the batch entity since it was read (ETag mismatch)."""
+
+
+class CommitConflict(TransientError):
+    """A Delta commit lost a race with a concurrent writer; re-read and try again."""
+
+
+class StoreUnavailable(TransientError):
+    """A store did not answer within the retry budget."""
+
+    def __init__(self, uri: str, cause: BaseException) -> None:
+        super().__init__(f"{uri} is unreachable: {type(cause).__name__}: {cause}")
+        self.uri = uri
+
+
+# -- operator requests -----------------------------------------------------------------------
+class ApiError(PipelineError):
+    """An operator request that cannot be served; ``status`` is the HTTP answer."""
+
+    status = 400
+
+
+class BadRequest(ApiError):
+    """A missing or malformed parameter."""
+
+    status = 400
+
+
+class BatchNotFound(ApiError):
+    """No batch has this id."""
+
+    status = 404
+
+
+class ReplayRefused(ApiError):
+    """The batch cannot be replayed now (still running, or its file is in quarantine)."""
+
+    status = 409
+
+
+# -- tools and maintenance -------------------------------------------------------------------
+class EventDeliveryError(PipelineError):
+    """The local event poster could not deliver events to the Functions host."""
+
+
+class MaintenanceFailed(PipelineError):
+    """At least one table could not be compacted or vacuumed; the summary says which and why."""

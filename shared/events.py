@@ -21,8 +21,7 @@ it. An event type outside those above raises ``UnknownEventType``: the subscript
 filtered to the two types, so anything else means the subscription drifted and the
 invocation should fail where an operator sees it.
 
-``post_events`` is the local loop: Event Grid cannot reach ``func start`` on localhost,
-so it posts the events Event Grid would send for the Capture blobs already in Azurite.
+The local loop's event poster lives in ``shared.dev.events``.
 """
 
 from __future__ import annotations
@@ -30,19 +29,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
-import urllib.error
-import urllib.request
-import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import quote
 
-from shared.adapters.storage import Storage, is_remote, join
-from shared.errors import PipelineError
+from shared.errors import NotABlobUri, UnknownEventType
 from shared.settings import Settings
+from shared.uris import account_of, is_remote, locate
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +55,9 @@ CAPTURE_SUFFIXES = (".avro", ".parquet")
 
 EVENT_FUNCTION = "on_capture_event"
 """Name of the Event Grid-triggered function (the ``functionName`` of its webhook)."""
-DEFAULT_HOST_URL = "http://localhost:7071"
 
 Schema = Literal["eventgrid", "cloudevents"]
 Action = Literal["start", "empty", "ignore"]
-
-
-class UnknownEventType(PipelineError):
-    """An event type this app does not handle; the Event Grid subscription filter needs fixing."""
-
-
-class EventDeliveryError(PipelineError):
-    """``post_events`` could not deliver events to the Functions host."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,19 +82,22 @@ class CaptureTarget:
     prefix: str
 
     @classmethod
-    def from_settings(cls, settings: Settings, storage: Storage | None = None) -> CaptureTarget | None:
-        """The account of the storage connection plus CAPTURE_URI's container and prefix.
+    def from_settings(cls, settings: Settings) -> CaptureTarget | None:
+        """The lake account plus CAPTURE_URI's container and prefix.
 
         Returns None when CAPTURE_URI is a local folder: no event can name it.
         """
         if not is_remote(settings.capture_uri):
             return None
-        storage = storage or Storage(settings.storage_connection)
-        location = storage.locate(settings.capture_uri + "/")
-        return cls(storage.account_name, location.container, location.path.strip("/"))
+        location = locate(settings.capture_uri, settings.lake_storage.name)
+        return cls(settings.lake_storage.name, location.container, location.path.strip("/"))
 
     def covers(self, account: str | None, container: str, path: str) -> bool:
+        """Whether a blob is one of ours: this account and container, under the prefix, and
+        with no ``.`` or ``..`` segment that could name something else."""
         if account is None or account.lower() != self.account.lower() or container != self.container:
+            return False
+        if any(part in ("", ".", "..") for part in path.split("/")):
             return False
         return not self.prefix or path.startswith(self.prefix + "/")
 
@@ -202,13 +189,12 @@ def from_trigger(event: Any) -> Envelope:
 
 
 # -- deciding --------------------------------------------------------------------------------
-def decide(envelope: Envelope, target: CaptureTarget | None, storage: Storage) -> Decision:
+def decide(envelope: Envelope, target: CaptureTarget | None) -> Decision:
     """Whether an event starts a batch, records an EMPTY one, or is acknowledged and ignored.
 
     Args:
         envelope: The parsed event.
         target: Where Capture files land; None when CAPTURE_URI is local.
-        storage: Used only to split URLs into account, container and path (no I/O).
 
     Raises:
         UnknownEventType: the event type is neither BlobCreated nor CaptureFileCreated.
@@ -233,13 +219,13 @@ def decide(envelope: Envelope, target: CaptureTarget | None, storage: Storage) -
         )
     if not isinstance(url, str) or not url.startswith(("https://", "http://")):
         return _ignore(envelope, f"url {url!r} does not parse")
-    try:
-        location = storage.locate(url)
-        account = storage.account_of(url)
-    except PipelineError as exc:
-        return _ignore(envelope, f"url does not parse: {exc}")
     if target is None:
         return _ignore(envelope, "CAPTURE_URI is a local folder; no event can name it")
+    try:
+        location = locate(url, target.account)
+        account = account_of(url)
+    except NotABlobUri as exc:
+        return _ignore(envelope, f"url does not parse: {exc}")
     if not target.covers(account, location.container, location.path):
         where = f"{account}/{location.container}/{location.path}"
         return _ignore(envelope, f"{where} is outside {target.account}/{target.container}/{target.prefix}")
@@ -247,7 +233,7 @@ def decide(envelope: Envelope, target: CaptureTarget | None, storage: Storage) -
         "empty" if empty else "start",
         "no events in the file" if empty else "committed capture file",
         event_id=envelope.id,
-        source=storage.az_uri(location),
+        source=location.uri,
         size=size,
         etag=str(etag).strip('"') if etag else None,
     )
@@ -279,118 +265,3 @@ def _int_field(data: Mapping[str, Any], name: str) -> int | None:
         return None if value is None else int(value)
     except (TypeError, ValueError):
         return None
-
-
-# -- the local loop: post events to `func start` --------------------------------------------
-def blob_created_event(storage: Storage, uri: str, size: int, etag: str) -> dict[str, Any]:
-    """The Event Grid-schema BlobCreated event the service would send for a blob."""
-    location = storage.locate(uri)
-    path = quote(location.path)
-    return {
-        "id": str(uuid.uuid4()),
-        "topic": (
-            "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/local/providers/"
-            f"Microsoft.Storage/storageAccounts/{storage.account_name}"
-        ),
-        "subject": f"/blobServices/default/containers/{location.container}/blobs/{path}",
-        "eventType": BLOB_CREATED,
-        "eventTime": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "data": {
-            "api": "PutBlockList",
-            "eTag": etag,
-            "contentType": "application/octet-stream",
-            "contentLength": size,
-            "blobType": "BlockBlob",
-            "url": f"{storage.blob_endpoint.rstrip('/')}/{location.container}/{path}",
-            "sequencer": f"{int(time.time() * 1000):032x}",
-        },
-        "dataVersion": "",
-        "metadataVersion": "1",
-    }
-
-
-def post_events(
-    settings: Settings,
-    prefix: str | None = None,
-    url: str = DEFAULT_HOST_URL,
-    function_name: str = EVENT_FUNCTION,
-    *,
-    attempts: int = 5,
-    backoff: float = 0.5,
-    send: Callable[[urllib.request.Request], int] | None = None,
-) -> int:
-    """Post a BlobCreated event for every Capture blob under a prefix to a running ``func start``.
-
-    Args:
-        settings: Where Capture files land (CAPTURE_URI) and the storage connection.
-        prefix: ``az://container/path`` or a path relative to CAPTURE_URI; default all of it.
-        url: Base URL of the Functions host.
-        function_name: The Event Grid-triggered function to invoke.
-        attempts: Tries per event on connection errors and 5xx answers.
-        backoff: First delay between tries, in seconds; doubles each time.
-        send: Sends one request and returns the HTTP status (tests replace it).
-
-    Returns:
-        The number of events the host accepted.
-
-    Raises:
-        EventDeliveryError: nothing listens at ``url``, or the host kept refusing an event.
-    """
-    storage = Storage(settings.storage_connection)
-    root = prefix if prefix and is_remote(prefix) else join(settings.capture_uri, prefix or "")
-    if not is_remote(root):
-        raise EventDeliveryError(f"{root} is a local folder; events can only name blobs (az://...)")
-    endpoint = f"{url.rstrip('/')}/runtime/webhooks/EventGrid?functionName={quote(function_name)}"
-    sender = send or _send
-    posted = 0
-    for info in _capture_blobs(storage, root):
-        body = json.dumps([blob_created_event(storage, info.uri, info.size, info.etag)]).encode()
-        request = urllib.request.Request(
-            endpoint,
-            data=body,
-            method="POST",
-            headers={"Content-Type": "application/json", "aeg-event-type": "Notification"},
-        )
-        _deliver(sender, request, info.uri, attempts, backoff)
-        posted += 1
-    if posted == 0:
-        log.warning("no Capture blobs under %s", root)
-    return posted
-
-
-def _capture_blobs(storage: Storage, root: str) -> Iterator[Any]:
-    yield from storage.list(root, CAPTURE_SUFFIXES)
-
-
-def _deliver(
-    send: Callable[[urllib.request.Request], int],
-    request: urllib.request.Request,
-    uri: str,
-    attempts: int,
-    backoff: float,
-) -> None:
-    problem = ""
-    for attempt in range(attempts):
-        try:
-            status = send(request)
-        except urllib.error.HTTPError as exc:
-            status, problem = exc.code, f"HTTP {exc.code}"
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-            status = 0
-            problem = f"nothing is listening at {request.full_url} ({exc}); start the app with `func start`"
-        if 200 <= status < 300:
-            return
-        if 400 <= status < 500:
-            raise EventDeliveryError(
-                f"the host refused the event for {uri} with HTTP {status}; "
-                "is the function name right and the app started?"
-            )
-        problem = problem or f"HTTP {status}"
-        if attempt < attempts - 1:
-            time.sleep(backoff * 2**attempt)
-    raise EventDeliveryError(f"event for {uri} not delivered after {attempts} tries: {problem}")
-
-
-def _send(request: urllib.request.Request) -> int:
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return int(response.status)

@@ -15,17 +15,12 @@ from typing import Any
 
 from shared.adapters.lake import WRITER_PROPERTIES, Lake
 from shared.contracts import CONTRACTS
-from shared.errors import PipelineError
 from shared.operations import RunLedger
 from shared.pipeline import medallion
 from shared.settings import Settings
 from shared.steps import gold_table, table_name
 
 log = logging.getLogger(__name__)
-
-
-class MaintenanceFailed(PipelineError):
-    """At least one table could not be compacted or vacuumed; the summary says which and why."""
 
 
 def tables() -> list[str]:

@@ -33,7 +33,7 @@ from azure.data.tables import TableClient, UpdateMode
 
 from shared.adapters.state import FINAL_STATES, PROGRESS, BatchState, open_table
 from shared.adapters.storage import is_remote, join
-from shared.errors import PermanentError, PipelineError, StateConflict
+from shared.errors import BadRequest, BatchNotFound, PermanentError, ReplayRefused, StateConflict
 from shared.events import CAPTURE_SUFFIXES, CaptureTarget, Decision, Envelope, decide
 from shared.orchestration import ORCHESTRATOR
 from shared.settings import Settings
@@ -59,18 +59,6 @@ ACTIVE_RUNTIME_STATES = frozenset(
 )
 
 Action = Literal["started", "skipped", "empty", "ignored"]
-
-
-class BadRequest(PipelineError):
-    """An operator request with a missing or malformed parameter."""
-
-
-class BatchNotFound(PipelineError):
-    """No batch has this id."""
-
-
-class ReplayRefused(PipelineError):
-    """The batch cannot be replayed now (still running, or its file is in quarantine)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,12 +199,12 @@ class Operations:
         self.settings = settings
         self.pipeline = pipeline or Pipeline(settings)
         self.ledger = ledger or RunLedger(settings.storage_connection, settings.operations_table)
-        self.target = CaptureTarget.from_settings(settings, self.pipeline.storage)
+        self.target = CaptureTarget.from_settings(settings)
 
     # -- intake ------------------------------------------------------------------------------
     def decide(self, envelope: Envelope) -> Decision:
         """What an event means for this app (see ``shared.events.decide``)."""
-        return decide(envelope, self.target, self.pipeline.storage)
+        return decide(envelope, self.target)
 
     async def intake(self, envelope: Envelope, client: df.DurableOrchestrationClient) -> Outcome:
         """Handle one Event Grid event: ignore it, record an EMPTY batch, or start its batch.

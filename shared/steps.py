@@ -30,7 +30,7 @@ from shared.adapters.lake import WRITER_PROPERTIES, Lake, sql_in
 from shared.adapters.state import FINAL_STATES, BatchState, BatchStateStore, reached
 from shared.adapters.storage import Storage, is_remote, join
 from shared.contracts import CONTRACTS, USER_ACTIVITY, Contract
-from shared.errors import PipelineError, QuarantinedFile, TransientError
+from shared.errors import BatchNotRegistered, PipelineError, QuarantinedFile, TransientError
 from shared.pipeline import decode, keyindex, medallion
 from shared.pipeline.prefetch import prefetch
 from shared.pipeline.validate import failure_counts, validate
@@ -483,7 +483,7 @@ class Pipeline:
     def _load(self, ref: BatchRef) -> BatchState:
         batch = self.states.get(ref.dataset, ref.batch_id)
         if batch is None:
-            raise PipelineError(f"batch {ref.batch_id} is not registered; register it first")
+            raise BatchNotRegistered(ref.batch_id)
         return batch
 
     def _start(self, ref: BatchRef, target: str) -> tuple[BatchState, bool]:

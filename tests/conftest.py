@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import azurite
+from shared.dev import azurite
 from shared.settings import Settings
 
 REAL_WORLD = Path(__file__).resolve().parent.parent.parent / "shared" / "real-world"

@@ -59,7 +59,7 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
   name: 'appsettings'
   properties: union(appSettings, {
     AzureWebJobsStorage: connection
-    STORAGE_CONNECTION: connection
+    LAKE_STORAGE: connection
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
   })
 }

@@ -8,7 +8,8 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from shared.blueprints import operations
-from shared.events import EVENT_FUNCTION, UnknownEventType, from_trigger
+from shared.errors import UnknownEventType
+from shared.events import EVENT_FUNCTION, from_trigger
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from shared.blueprints import operations
-from shared.operations import BadRequest, BatchNotFound, ReplayRefused
+from shared.errors import BadRequest, BatchNotFound, ReplayRefused
 
 log = logging.getLogger(__name__)
 

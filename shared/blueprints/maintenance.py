@@ -6,7 +6,8 @@ import logging
 
 import azure.functions as func
 
-from shared.maintenance import MaintenanceFailed, run_maintenance
+from shared.errors import MaintenanceFailed
+from shared.maintenance import run_maintenance
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)

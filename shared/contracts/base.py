@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 FieldType = Literal["string", "timestamp", "double"]
+Aggregate = Literal["sum", "count", "min", "max", "distinct"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,42 @@ class Expectation:
 
 
 @dataclass(frozen=True, slots=True)
+class Measure:
+    """One column of a gold table: an aggregate of a silver column per the table's keys.
+
+    Attributes:
+        name: Gold column name.
+        aggregate: ``sum``, ``count`` (rows; no column), ``min``, ``max``, or ``distinct``
+            (distinct values of ``column``). Every aggregate but ``distinct`` folds a batch
+            into an existing row by itself (sums add, extremes compare); ``distinct``
+            cannot, so it is counted from ``via``, a companion table of events per
+            (keys, column) that the engines maintain alongside.
+        column: The silver column aggregated.
+        via: The companion table of a ``distinct`` measure.
+    """
+
+    name: str
+    aggregate: Aggregate
+    column: str | None = None
+    via: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GoldTable:
+    """A gold table: silver rows grouped by ``keys``, each measure aggregated per group."""
+
+    name: str
+    keys: tuple[str, ...]
+    measures: tuple[Measure, ...]
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The silver columns this table reads."""
+        columns = [*self.keys, *(m.column for m in self.measures if m.column)]
+        return tuple(dict.fromkeys(columns))
+
+
+@dataclass(frozen=True, slots=True)
 class Contract:
     """A dataset: fields, expectations, dedupe key and silver partitioning.
 
@@ -50,6 +87,7 @@ class Contract:
         partition_by: Silver partition column, derived from ``partition_source``.
         partition_source: Timestamp field whose UTC date is the partition value.
         geo_ip_field: Field holding an IP address to enrich with country and region.
+        gold: The gold tables built from silver.
     """
 
     dataset: str
@@ -59,6 +97,7 @@ class Contract:
     partition_by: str
     partition_source: str
     geo_ip_field: str | None = None
+    gold: tuple[GoldTable, ...] = ()
 
     @property
     def field_names(self) -> tuple[str, ...]:

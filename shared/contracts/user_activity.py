@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from shared.contracts.base import Contract, Expectation, Field, ip_address_regex
+from shared.contracts.base import Contract, Expectation, Field, GoldTable, Measure, ip_address_regex
 
 ACTIONS = ("play", "pause", "resume", "stop", "seek", "complete")
+# Watch time, events and the first and last event: what each gold table keeps per key.
+WATCH = (
+    Measure("total_watch_sec", "sum", "watch_time_sec"),
+    Measure("events", "count"),
+    Measure("first_event_time", "min", "event_time"),
+    Measure("last_event_time", "max", "event_time"),
+)
 
 USER_ACTIVITY = Contract(
     dataset="user_activity",
@@ -62,4 +69,17 @@ USER_ACTIVITY = Contract(
     partition_by="event_date",
     partition_source="event_time",
     geo_ip_field="ip_address",
+    gold=(
+        GoldTable("user_watch_time", ("user_id",), WATCH),
+        GoldTable("daily_user_watch_time", ("event_date", "user_id"), WATCH),
+        GoldTable(
+            "region_daily_watch_time",
+            ("event_date", "region"),
+            (
+                Measure("total_watch_sec", "sum", "watch_time_sec"),
+                Measure("events", "count"),
+                Measure("users", "distinct", "user_id", via="daily_region_users"),
+            ),
+        ),
+    ),
 )

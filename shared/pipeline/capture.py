@@ -28,6 +28,7 @@ import fastavro.read
 import numpy as np
 import pyarrow as pa
 
+from shared.errors import CorruptBlock
 from shared.pipeline import kernels
 
 _inflater: types.ModuleType
@@ -43,15 +44,6 @@ ENQUEUED_KEY = b"x-opt-enqueued-time"
 _LONG, _DOUBLE, _FLOAT, _BYTES, _NULL, _BOOLEAN = 0, 1, 2, 3, 4, 5
 _KINDS = {"long": _LONG, "int": _LONG, "double": _DOUBLE, "float": _FLOAT, "string": _BYTES}
 _KINDS.update({"bytes": _BYTES, "null": _NULL, "boolean": _BOOLEAN})
-
-
-class BlockError(Exception):
-    """Block ``block`` (counting from 1) cannot be read; ``cause`` says why."""
-
-    def __init__(self, block: int, cause: Exception) -> None:
-        super().__init__(f"block {block}: {cause}")
-        self.block = block
-        self.cause = cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +125,7 @@ def blocks(fh: BinaryIO, header: Header, *, inflate: bool = True) -> Iterator[tu
     """(record count, data) of each block, inflated unless ``inflate`` is False.
 
     Raises:
-        BlockError: a block is truncated, its sync marker is wrong, or it does not inflate.
+        CorruptBlock: a block is truncated, its sync marker is wrong, or it does not inflate.
     """
     block = 0
     while True:
@@ -154,7 +146,7 @@ def blocks(fh: BinaryIO, header: Header, *, inflate: bool = True) -> Iterator[tu
             if inflate:
                 data = _inflate(header.codec, data)
         except (EOFError, ValueError, zlib.error, _inflater.error) as exc:
-            raise BlockError(block, exc) from exc
+            raise CorruptBlock(block, exc) from exc
         yield count, data
 
 
@@ -214,10 +206,10 @@ def decode(shape: Layout, data: list[bytes], counts: list[int], first_block: int
 def _raise_scan_failure(done: int, records: np.ndarray, first_block: int) -> None:
     if done <= -(10**12):
         block = -done - 10**12
-        raise BlockError(first_block + block, ValueError("bytes left over after the block's records"))
+        raise CorruptBlock(first_block + block, ValueError("bytes left over after the block's records"))
     row = -done - 1
     block = int(np.searchsorted(np.cumsum(records), row, side="right"))
-    raise BlockError(
+    raise CorruptBlock(
         first_block + block, ValueError(f"undecodable record {row - int(records[:block].sum()) + 1}")
     )
 

@@ -31,7 +31,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from shared.contracts import Contract
-from shared.errors import QuarantinedFile
+from shared.errors import CorruptBlock, QuarantinedFile
 from shared.pipeline import capture, fastparse, kernels
 
 Format = Literal["avro", "parquet", "csv", "ndjson"]
@@ -168,7 +168,7 @@ def _probe_avro(fh: BinaryIO, name: str) -> int:
     try:
         for count, _ in capture.blocks(fh, header, inflate=False):
             records += count
-    except capture.BlockError as exc:
+    except CorruptBlock as exc:
         raise _avro_failure(name, exc.cause, exc.block - 1) from exc
     return records
 
@@ -315,12 +315,12 @@ def _decode_avro_fast(
             try:
                 chunk.add_block(read, data, count)
             except Exception as exc:  # cavro raises bare errors on bad record data
-                raise capture.BlockError(block, exc) from exc
+                raise CorruptBlock(block, exc) from exc
             if len(chunk.bodies) >= chunk_rows:
                 yield chunk.parse(contract)
         if chunk.bodies:
             yield chunk.parse(contract)
-    except capture.BlockError as exc:
+    except CorruptBlock as exc:
         raise _avro_failure(name, exc.cause, exc.block - 1) from exc
 
 

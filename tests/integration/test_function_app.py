@@ -32,9 +32,9 @@ from shared import blueprints
 from shared.adapters.storage import join
 from shared.blueprints import activities, event_grid, http
 from shared.contracts import USER_ACTIVITY
-from shared.errors import ContractViolation
-from shared.events import UnknownEventType, blob_created_event
-from shared.generator import GeneratedFile, generate_day
+from shared.dev.events import blob_created_event
+from shared.dev.generator import GeneratedFile, generate_day
+from shared.errors import ConfigError, UnknownEventType
 from shared.maintenance import run_maintenance
 from shared.operations import Operations, run_step
 from shared.pipeline.medallion import business_columns
@@ -180,7 +180,7 @@ def app_settings(azure_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> I
         "OPERATIONS_TABLE": "ops" + s.state_table[1:],
     }.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.delenv("STORAGE_CONNECTION", raising=False)
+    monkeypatch.delenv("LAKE_STORAGE", raising=False)
     blueprints.operations.cache_clear()
     yield Settings.from_env()
     blueprints.operations.cache_clear()
@@ -434,14 +434,14 @@ def test_activity_records_permanent_failure_instead_of_raising(
     assert activities.validate_batch.build().get_user_function()(batch=ref)["state"] == "QUARANTINED"
 
     def violated(_: BatchRef) -> dict[str, Any]:
-        raise ContractViolation("silver schema lost its key column")
+        raise ConfigError("SILVER_SCHEMA lost its key column")
 
     monkeypatch.setattr(ops.pipeline, "silver", violated)
     ok_ref = BatchRef(ok.batch_id, ok.dataset, ok.source, ok.size, ok.etag).to_dict()
     for layer in ("validate", "bronze"):
         run_step(ops.pipeline, layer, ok_ref)
     result = activities.merge_silver.build().get_user_function()(batch=ok_ref)
-    assert result["state"] == "FAILED" and "ContractViolation" in result["error"]
+    assert result["state"] == "FAILED" and "ConfigError" in result["error"]
     failed = activities.fail_batch.build().get_user_function()(failure={"batch": ok_ref, "error": "x"})
     assert failed["state"] == "FAILED"
 

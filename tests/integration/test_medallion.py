@@ -14,7 +14,7 @@ from shared.adapters.lake import Lake
 from shared.adapters.state import BatchState
 from shared.adapters.storage import join
 from shared.contracts import USER_ACTIVITY
-from shared.generator import GeneratedFile, generate_day
+from shared.dev.generator import GeneratedFile, generate_day
 from shared.pipeline import keyindex, medallion
 from shared.pipeline.medallion import GOLD_KEYS, business_columns, gold_from_scratch
 from shared.settings import Settings

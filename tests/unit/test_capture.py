@@ -14,8 +14,8 @@ import polars_hash as plh
 import pytest
 from polars.testing import assert_frame_equal
 
-from shared import generator
 from shared.contracts import USER_ACTIVITY
+from shared.dev import generator
 from shared.errors import QuarantinedFile
 from shared.pipeline import capture, decode, keyindex
 

@@ -12,8 +12,7 @@ import polars as pl
 import pytest
 
 from shared.contracts import USER_ACTIVITY
-from shared.errors import QuarantinedFile
-from shared.generator import (
+from shared.dev.generator import (
     capture_record,
     clean_events,
     to_csv,
@@ -21,6 +20,7 @@ from shared.generator import (
     to_parquet_stream_analytics,
     write_capture,
 )
+from shared.errors import QuarantinedFile
 from shared.pipeline.decode import concat, decode, partition_of, probe
 
 ENQUEUED = dt.datetime(2026, 11, 21, 10, 0, 0, tzinfo=dt.UTC)

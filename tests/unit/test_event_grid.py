@@ -16,16 +16,15 @@ from azure.functions import meta
 from azure.functions.eventgrid import EventGridEventInConverter
 
 from shared.adapters.storage import Storage
+from shared.dev.events import blob_created_event, post_events
+from shared.errors import EventDeliveryError, UnknownEventType
 from shared.events import (
     CaptureTarget,
     Decision,
-    UnknownEventType,
-    blob_created_event,
     decide,
     envelopes,
     from_trigger,
     parse,
-    post_events,
 )
 from shared.settings import AZURITE_CONNECTION, Settings
 
@@ -177,7 +176,7 @@ def test_real_payload_is_decided_for_its_own_account(real_world: Path, name: str
     event = single(load(real_world, name))
     envelope = parse(event)
     assert envelope.schema == schema
-    decision = decide(envelope, target, STORAGE)
+    decision = decide(envelope, target)
     assert (decision.action, decision.source, decision.size, decision.etag) == (action, source, size, etag)
     assert reason in decision.reason
     assert decision.event_id == envelope.id != ""
@@ -185,7 +184,7 @@ def test_real_payload_is_decided_for_its_own_account(real_world: Path, name: str
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_real_payload_for_another_account_is_acknowledged_and_ignored(real_world: Path, name: str) -> None:
-    decision = decide(parse(single(load(real_world, name))), OURS, STORAGE)
+    decision = decide(parse(single(load(real_world, name))), OURS)
     assert decision.action == "ignore"
     assert decision.source == ""
 
@@ -194,8 +193,8 @@ def test_real_payload_for_another_account_is_acknowledged_and_ignored(real_world
 def test_worker_decoded_event_gets_the_same_decision(real_world: Path, name: str) -> None:
     _, target, *_ = EXPECTED[name]
     event = single(load(real_world, name))
-    direct = decide(parse(event), target, STORAGE)
-    via_worker = decide(from_trigger(worker_decode(event)), target, STORAGE)
+    direct = decide(parse(event), target)
+    via_worker = decide(from_trigger(worker_decode(event)), target)
     assert (via_worker.action, via_worker.source, via_worker.size, via_worker.etag) == (
         direct.action,
         direct.source,
@@ -212,7 +211,7 @@ def ours(path: str = "ns/hub/0/2026/11/21/08/00/00.avro", **data: Any) -> dict[s
 
 @pytest.mark.parametrize("api", ["PutBlob", "PutBlockList", "CopyBlob", "FlushWithClose", "SftpCommit"])
 def test_committing_apis_start_a_batch(api: str) -> None:
-    decision = decide(parse(ours(api=api)), OURS, STORAGE)
+    decision = decide(parse(ours(api=api)), OURS)
     assert decision == Decision(
         "start",
         "committed capture file",
@@ -225,42 +224,42 @@ def test_committing_apis_start_a_batch(api: str) -> None:
 
 @pytest.mark.parametrize("api", ["CreateFile", "PutBlock", "", "AppendFile"])
 def test_non_committing_apis_are_ignored(api: str) -> None:
-    assert decide(parse(ours(api=api)), OURS, STORAGE).action == "ignore"
+    assert decide(parse(ours(api=api)), OURS).action == "ignore"
 
 
 def test_zero_content_length_is_an_empty_batch() -> None:
-    decision = decide(parse(ours(contentLength=0)), OURS, STORAGE)
+    decision = decide(parse(ours(contentLength=0)), OURS)
     assert (decision.action, decision.size) == ("empty", 0)
 
 
 def test_foreign_container_and_prefix_are_ignored() -> None:
     other_container = ours()
     other_container["data"]["url"] = other_container["data"]["url"].replace("/capture/", "/landing/")
-    assert decide(parse(other_container), OURS, STORAGE).action == "ignore"
+    assert decide(parse(other_container), OURS).action == "ignore"
     prefixed = CaptureTarget("devstoreaccount1", "capture", "ns/hub")
-    assert decide(parse(ours()), prefixed, STORAGE).action == "start"
-    assert decide(parse(ours("other/hub/0/x.avro")), prefixed, STORAGE).action == "ignore"
+    assert decide(parse(ours()), prefixed).action == "start"
+    assert decide(parse(ours("other/hub/0/x.avro")), prefixed).action == "ignore"
     # "ns/hubby" is not under "ns/hub/".
-    assert decide(parse(ours("ns/hubby/0/x.avro")), prefixed, STORAGE).action == "ignore"
+    assert decide(parse(ours("ns/hubby/0/x.avro")), prefixed).action == "ignore"
 
 
 @pytest.mark.parametrize("url", ["...", "", None, "ftp://x/y", "https://acct.blob.core.windows.net/"])
 def test_unparseable_urls_are_ignored(url: Any) -> None:
-    assert decide(parse(ours(url=url)), OURS, STORAGE).action == "ignore"
+    assert decide(parse(ours(url=url)), OURS).action == "ignore"
 
 
 def test_local_capture_folder_matches_no_event(tmp_path: Path) -> None:
     settings = Settings.from_env({"AzureWebJobsStorage": AZURITE_CONNECTION, "CAPTURE_URI": str(tmp_path)})
-    target = CaptureTarget.from_settings(settings, STORAGE)
+    target = CaptureTarget.from_settings(settings)
     assert target is None
-    assert decide(parse(ours()), target, STORAGE).action == "ignore"
+    assert decide(parse(ours()), target).action == "ignore"
 
 
 def test_capture_target_comes_from_settings() -> None:
     settings = Settings.from_env(
         {"AzureWebJobsStorage": AZURITE_CONNECTION, "CAPTURE_URI": "az://capture/ns/hub"}
     )
-    assert CaptureTarget.from_settings(settings, STORAGE) == CaptureTarget(
+    assert CaptureTarget.from_settings(settings) == CaptureTarget(
         "devstoreaccount1", "capture", "ns/hub"
     )
 
@@ -270,13 +269,13 @@ def test_unknown_event_type_fails_loudly(kind: str) -> None:
     event = ours()
     event["eventType"] = kind
     with pytest.raises(UnknownEventType, match="subscription"):
-        decide(parse(event), OURS, STORAGE)
+        decide(parse(event), OURS)
 
 
 def test_subscription_validation_is_not_unknown() -> None:
     event = ours()
     event["eventType"] = "Microsoft.EventGrid.SubscriptionValidationEvent"
-    assert decide(parse(event), OURS, STORAGE).action == "ignore"
+    assert decide(parse(event), OURS).action == "ignore"
 
 
 def test_a_non_event_is_rejected() -> None:
@@ -287,11 +286,9 @@ def test_a_non_event_is_rejected() -> None:
 def test_post_events_reports_when_nothing_listens(monkeypatch: pytest.MonkeyPatch) -> None:
     import urllib.error
 
-    from shared.events import EventDeliveryError
-
     settings = Settings.from_env({"AzureWebJobsStorage": AZURITE_CONNECTION, "CAPTURE_URI": "az://capture"})
     monkeypatch.setattr(
-        "shared.events._capture_blobs",
+        "shared.dev.events._capture_blobs",
         lambda storage, root: iter(
             [type("Info", (), {"uri": "az://capture/a.avro", "size": 10, "etag": "0x1"})()]
         ),

@@ -112,6 +112,6 @@ def test_worker_can_resolve_every_annotation() -> None:
 
 
 def test_importing_the_app_reads_no_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("AzureWebJobsStorage", "STORAGE_CONNECTION"):
+    for name in ("AzureWebJobsStorage", "LAKE_STORAGE"):
         monkeypatch.delenv(name, raising=False)
     assert functions()

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from shared.contracts.user_activity import ACTIONS, USER_ACTIVITY
-from shared.generator import (
+from shared.dev.generator import (
     DEFECT_KINDS,
     INVALID_KINDS,
     MALFORMED_KINDS,

@@ -7,7 +7,7 @@ import random
 
 import polars as pl
 
-from shared import generator
+from shared.dev import generator
 from shared.pipeline import geo
 
 ADDRESSES = [

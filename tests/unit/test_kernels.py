@@ -19,8 +19,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from shared import generator
 from shared.contracts import USER_ACTIVITY
+from shared.dev import generator
 from shared.pipeline import aot, decode, geo, kernels
 
 

@@ -229,7 +229,7 @@ def test_exhausted_retries_record_failed_through_the_fail_activity() -> None:
 
 
 def test_permanent_failure_returned_by_an_activity_ends_the_batch_without_retry() -> None:
-    failed = step("FAILED") | {"error": "silver: ContractViolation: key column missing"}
+    failed = step("FAILED") | {"error": "silver: ConfigError: key column missing"}
     host = Host({**HAPPY, ACTIVITY_SILVER: [failed]})
     state = host.run()
     assert state["output"]["state"] == "FAILED"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from shared.settings import AZURITE_KEY
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BINARY = ROOT / "node_modules" / ".bin" / "azurite"
 
 
@@ -110,8 +110,8 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m shared.azurite start|stop``: the background Azurite `make azurite` uses."""
-    parser = argparse.ArgumentParser(prog="python -m shared.azurite", description=main.__doc__)
+    """``python -m shared.dev.azurite start|stop``: the background Azurite `make azurite` uses."""
+    parser = argparse.ArgumentParser(prog="python -m shared.dev.azurite", description=main.__doc__)
     parser.add_argument("action", choices=["start", "stop", "status"])
     parser.add_argument("--location", type=Path, default=ROOT / ".azurite")
     args = parser.parse_args(argv)
