@@ -53,6 +53,9 @@ typecheck: venv ## mypy (strict on shared/ and databricks_jobs/)
 test: venv node kernels lint typecheck ## Lint, type-check and run the tests (they start their own Azurite)
 	$(PY) -m pytest
 
+unit: venv ## The unit tests only: no Node, no Azurite, no kernel build (numba compiles the loops)
+	$(PY) -m pytest tests/unit -m "not azurite and not spark"
+
 bench: venv node kernels ## Run the benchmark; writes bench/results/latest.json and a chart
 	$(PY) -m bench
 

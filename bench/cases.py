@@ -118,9 +118,9 @@ def _settings(work: Path, extra: dict[str, str] | None = None) -> Any:
 
 
 def _pipeline(args: dict[str, Any], work: Path) -> Any:
-    from shared.steps import Pipeline
+    from shared.app import build
 
-    return Pipeline(_settings(work, _tune(args)))
+    return build(_settings(work, _tune(args)))
 
 
 def _land(path: Path, work: Path) -> Path:
@@ -134,22 +134,25 @@ def _land(path: Path, work: Path) -> Path:
     return target
 
 
-def _run_steps(pipeline: Any, source: Path) -> dict[str, Any]:
+def _run_steps(app: Any, source: Path) -> dict[str, Any]:
     """register, validate, bronze, silver, gold: each timed, each with its own peak RSS."""
-    from shared.steps import BatchRef
+    from shared import layers
+    from shared.batches import LAYERS
+    from shared.services.intake import register
 
     steps: dict[str, dict[str, float]] = {}
-    batch, seconds, peak, anon = _measured(lambda: pipeline.register(str(source)))
+    batch, seconds, peak, anon = _measured(
+        lambda: register(app.settings, app.states, app.storage.info(str(source)))
+    )
     steps["register"] = {"seconds": seconds, "peak_rss_mb": peak, "peak_anon_mb": anon}
-    ref = BatchRef(batch.batch_id, batch.dataset, batch.source, batch.size, batch.etag)
-    result: dict[str, Any] = {}
-    for name in ("validate", "bronze", "silver", "gold"):
-        step = getattr(pipeline, name)
-        result, seconds, peak, anon = _measured(lambda: step(ref))  # noqa: B023 - called at once
-        steps[name] = {"seconds": seconds, "peak_rss_mb": peak, "peak_anon_mb": anon}
-        if result["state"] in ("EMPTY", "QUARANTINED", "FAILED"):
+    result: Any = None
+    for layer in LAYERS:
+        result, seconds, peak, anon = _measured(lambda: layers.run(app.context, layer, batch.ref))  # noqa: B023
+        steps[layer.label] = {"seconds": seconds, "peak_rss_mb": peak, "peak_anon_mb": anon}
+        if result.state.stops:
             break
-    return {"steps": steps, "state": result.get("state"), "counts": result.get("counts", {})}
+    out = result.to_dict() if result is not None else {}
+    return {"steps": steps, "state": out.get("state"), "counts": out.get("counts", {})}
 
 
 def route(args: dict[str, Any]) -> dict[str, Any]:

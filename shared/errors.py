@@ -82,6 +82,10 @@ class StateConflict(TransientError):
     """Another writer changed the batch entity since it was read (ETag mismatch)."""
 
 
+class StateUnrecorded(TransientError):
+    """A batch's outcome could not be written to batch state (the store kept failing)."""
+
+
 class CommitConflict(TransientError):
     """A Delta commit lost a race with a concurrent writer; re-read and try again."""
 

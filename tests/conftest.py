@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from shared.batches import RetryPolicy
 from shared.dev import azurite
 from shared.settings import Settings
 
 REAL_WORLD = Path(__file__).resolve().parent.parent.parent / "shared" / "real-world"
+#: The orchestrator's retry rules with waits a test can afford.
+FAST_RETRY = RetryPolicy(first_seconds=0.01, attempts=3, coefficient=2.0, max_seconds=0.05)
 
 
 @pytest.fixture(scope="session")

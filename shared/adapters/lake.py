@@ -1,17 +1,22 @@
-"""Delta tables through delta-rs: where they live, how they are opened and committed.
+"""Delta tables through delta-rs, behind handles that never hand out a ``DeltaTable``.
 
-Every write that belongs to a batch carries a Delta application transaction
-(``app_id`` = ``{layer}:{batch_id}``), so a replayed step can ask the table whether its
-commit already happened and skip it. Commits that lose a race with a concurrent writer
-are retried here with backoff.
+``Lake.table(spec)`` gives a ``Table``; ``Table.snapshot()`` a ``Snapshot`` of its latest
+version, which scans (as polars frames) and commits on top of the version it read. Every
+commit that belongs to a batch carries a Delta application transaction (its
+``commit_id``) and the batch's figures as commit metadata, so a retried step finds its own
+commit, and what that commit recorded, instead of writing again. A commit that loses a
+race raises ``CommitConflict``; ``Table.retrying`` re-runs a read-modify-commit on a
+fresh snapshot.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,9 +32,8 @@ from deltalake import (
 )
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from shared.adapters.storage import Storage, is_remote, join
-from shared.errors import TransientError
-from shared.settings import Settings
+from shared.adapters.storage import is_remote, join
+from shared.errors import CommitConflict, TransientError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,246 +61,359 @@ WRITER_PROPERTIES = WriterProperties(
 # partition has grown.
 SMALL_FILE_BYTES = 8 * 1024 * 1024
 COMPACT_AT_FILES = 16
+APP_ID_KEY = "tributary.app_id"
+FIGURES_KEY = "tributary.figures"
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """A table's name under the lake root (``silver/user_activity``), schema and partitioning."""
+
+    name: str
+    schema: pa.Schema
+    partition_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """One batch's commit: its version, and the figures it recorded with it."""
+
+    version: int | None
+    """None only when the log no longer holds the commit's entry (log retention)."""
+    figures: Mapping[str, Any]
+    rows: int | None = None
+    """Rows the commit added, as Delta's own operation metrics count them."""
 
 
 class Lake:
-    """The Delta tables under ``LAKE_URI``."""
+    """The Delta tables under one root (LAKE_URI): a container path or a local folder."""
 
-    def __init__(self, settings: Settings, storage: Storage | None = None) -> None:
-        self.root = settings.lake_uri
-        self.retries = settings.delta_commit_retries
-        self.storage = storage or Storage(settings.storage_connection)
-        self.storage_options = _storage_options(self.storage) if is_remote(self.root) else None
+    def __init__(
+        self,
+        root: str,
+        *,
+        storage_options: Callable[[], dict[str, str]] | None = None,
+        commit_retries: int = 8,
+        prepare: Callable[[], None] | None = None,
+    ) -> None:
+        self.root = root
+        self._options = storage_options
+        self.retries = commit_retries
+        self._prepare = prepare
+        self._prepared = False
 
-    def uri(self, table: str) -> str:
-        """Location of a table, e.g. ``bronze/user_activity``."""
-        if is_remote(self.root):
-            return join(self.root, table)
-        return str(Path(self.root, table).resolve())
+    def uri(self, name: str) -> str:
+        return join(self.root, name) if is_remote(self.root) else str(Path(self.root, name).resolve())
+
+    def storage_options(self) -> dict[str, str] | None:
+        return self._options() if self._options is not None and is_remote(self.root) else None
+
+    def table(self, spec: TableSpec) -> Table:
+        """The handle of a table; it is created, empty, the first time it is used."""
+        return Table(self, spec)
 
     def prepare(self) -> None:
-        """Create the lake container (or folder) if it does not exist."""
-        if is_remote(self.root):
-            self.storage.ensure_container(self.storage.locate(self.root + "/x").container)
-        else:
-            Path(self.root).mkdir(parents=True, exist_ok=True)
-
-    def open(self, table: str) -> DeltaTable | None:
-        """The table at its latest version, or None before its first commit."""
-        try:
-            return DeltaTable(self.uri(table), storage_options=self.storage_options)
-        except TableNotFoundError:
-            return None
-
-    def scan(self, table: str, where: str | None = None) -> pl.LazyFrame:
-        """A lazy scan of a table's latest version.
-
-        Args:
-            table: Table name, e.g. ``silver/user_activity``.
-            where: SQL predicate; files whose partition values or column statistics rule
-                it out are not read at all. Rows are not filtered by it: filter the frame.
-        """
-        dt = self.open(table)
-        if dt is None:
-            raise TableNotFoundError(f"table {table} does not exist yet")
-        return self.scan_version(dt, where)
-
-    def scan_version(self, dt: DeltaTable, where: str | None = None) -> pl.LazyFrame:
-        """A lazy scan of the files of one table version that ``where`` may match.
-
-        polars reads the Parquet files itself (natively, local or ``az://``), which costs
-        a fraction of building a pyarrow dataset per file. Partition columns come from the
-        file paths.
-
-        Args:
-            dt: The table at the version to read.
-            where: SQL predicate pruning files by partition values and statistics.
-        """
-        schema = pl.DataFrame(pa.Table.from_batches([], schema=pa.schema(dt.schema().to_arrow()))).schema
-        uris = dt.file_uris(file_pruning_predicate=where)
-        if not uris:
-            return pl.LazyFrame(schema=schema)
-        partitions = dt.metadata().partition_columns
-        # Partition columns come last. (No reordering select: it would stop polars pushing a
-        # slice down into the scan, and every slice would read from the start.)
-        return pl.scan_parquet(
-            uris,
-            storage_options=self.storage_options,
-            hive_partitioning=bool(partitions),
-            hive_schema={name: schema[name] for name in partitions} or None,
-        )
-
-    def ensure(self, table: str, schema: pa.Schema, partition_by: list[str] | None = None) -> None:
-        """Create an empty table with ``schema`` unless one exists (safe to race)."""
-        if self.open(table) is not None:
+        """Create the lake's container (or folder) once."""
+        if self._prepared:
             return
-        try:
-            DeltaTable.create(
-                self.uri(table),
-                schema,
-                mode="ignore",
-                partition_by=partition_by,
-                configuration=TABLE_PROPERTIES,
-                storage_options=self.storage_options,
-            )
-        except (CommitFailedError, DeltaError) as exc:
-            if self.open(table) is None:
-                raise TransientError(f"creating {table}: {exc}") from exc
+        if self._prepare is not None:
+            self._prepare()
+        elif not is_remote(self.root):
+            Path(self.root).mkdir(parents=True, exist_ok=True)
+        self._prepared = True
 
-    def commit_version(self, table: str, app_id: str) -> int | None:
-        """The version of the commit tagged ``app_id`` (scans history; recovery only)."""
-        dt = self.open(table)
+
+class Table:
+    """One Delta table of the lake."""
+
+    def __init__(self, lake: Lake, spec: TableSpec) -> None:
+        self.lake = lake
+        self.spec = spec
+        self.uri = lake.uri(spec.name)
+
+    def __repr__(self) -> str:
+        return f"Table({self.spec.name!r})"
+
+    def exists(self) -> bool:
+        return self._open() is not None
+
+    def snapshot(self) -> Snapshot:
+        """The table at its latest version (created empty first if it does not exist)."""
+        dt = self._open()
         if dt is None:
+            self._create()
+            dt = self._open()
+            assert dt is not None
+        return Snapshot(self, dt)
+
+    def commit(self, app_id: str) -> Commit | None:
+        """The commit ``app_id`` recorded, with its figures; None if it never landed."""
+        dt = self._open()
+        if dt is None or dt.transaction_version(app_id) is None:
             return None
         for entry in dt.history():
-            if entry.get("tributary.app_id") == app_id:
-                return int(entry["version"])
-        return None
+            if entry.get(APP_ID_KEY) == app_id:
+                added = (entry.get("operationMetrics") or {}).get("num_added_rows")
+                figures = json.loads(entry.get(FIGURES_KEY) or "{}")
+                return Commit(int(entry["version"]), figures, None if added is None else int(added))
+        # The transaction is in the snapshot but its commit info is no longer in the log
+        # (log retention): the figures are gone, the commit is not.
+        return Commit(None, {})
 
-    def committed(self, table: str, app_id: str) -> bool:
-        """Whether a commit tagged with ``app_id`` is already in the table's log."""
-        dt = self.open(table)
-        return dt is not None and dt.transaction_version(app_id) is not None
+    def append_once(
+        self, data: pa.Table | pa.RecordBatchReader, app_id: str, figures: Mapping[str, Any] | None = None
+    ) -> Commit:
+        """Append ``data`` unless ``app_id`` already committed; returns the commit either way.
 
-    def append(
-        self,
-        table: str,
-        data: pa.Table | pa.RecordBatchReader,
-        *,
-        app_id: str,
-        partition_by: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> int | None:
-        """Append once per ``app_id``; returns the committed version (None if already there).
-
-        ``data`` may be a stream: delta-rs writes its files as it reads and commits once at
+        ``data`` may be a stream: delta-rs writes files as it reads and commits once at
         the end, so an exception from the stream leaves the table untouched.
         """
-        if self.committed(table, app_id):
-            return None
-        write_deltalake(
-            self.uri(table),
-            data,
-            mode="append",
-            partition_by=partition_by,
-            storage_options=self.storage_options,
-            writer_properties=WRITER_PROPERTIES,
-            target_file_size=TARGET_FILE_BYTES,
-            commit_properties=self.commit_properties(app_id, metadata),
-        )
-        dt = self.open(table)
-        assert dt is not None
-        return dt.version()
+        found = self.commit(app_id)
+        if found is not None:
+            return found
+        return self.snapshot().append(data, app_id, figures or {})
 
-    def append_to(
+    def merge_once(
         self,
-        snapshot: DeltaTable,
-        data: pa.RecordBatchReader,
-        *,
+        source: pl.DataFrame,
+        keys: tuple[str, ...],
+        updates: Mapping[str, str],
         app_id: str,
-        partition_by: list[str] | None = None,
-        transactions: dict[str, int] | None = None,
-    ) -> int:
-        """Append on top of the version ``snapshot`` read; returns the committed version.
+        figures: Mapping[str, Any] | None = None,
+    ) -> Commit:
+        """MERGE ``source`` on ``keys`` (``updates`` for matched rows, insert the rest), once
+        per ``app_id``; a MERGE that conflicts is planned again on a fresh snapshot."""
 
-        ``transactions`` are further application transactions to record: a commit that
-        races another one recording the same id fails with a conflict instead of landing.
+        def merge() -> Commit:
+            snapshot = self.snapshot()
+            if snapshot.recorded(app_id):
+                found = self.commit(app_id)
+                assert found is not None
+                return found
+            return snapshot.merge(source, keys, updates, app_id, figures or {})
+
+        return self.retrying(f"merge into {self.spec.name} ({app_id})", merge)
+
+    def compact(self, column: str | None = None, values: list[str] | None = None) -> list[str]:
+        """Rewrite small files into files of up to ``SMALL_FILE_BYTES``; returns what was compacted.
+
+        With ``column`` (a partition column) only the partitions among ``values`` holding
+        ``COMPACT_AT_FILES`` small files are compacted (a step keeps the files it reads
+        bounded); without it, every partition is (maintenance). A compaction changes no
+        data, and one that loses a race is planned again.
         """
-        write_deltalake(
-            snapshot,
-            data,
-            mode="append",
-            partition_by=partition_by,
-            writer_properties=WRITER_PROPERTIES,
-            target_file_size=TARGET_FILE_BYTES,
-            commit_properties=self.commit_properties(app_id, transactions=transactions),
-        )
-        return snapshot.version()
-
-    def compact_small_files(self, dt: DeltaTable, table: str, column: str, values: list[str]) -> list[str]:
-        """Compact the partitions among ``values`` that hold ``COMPACT_AT_FILES`` or more
-        files under ``SMALL_FILE_BYTES`` at ``dt``'s version into files of up to that size;
-        returns those compacted (reopen the table to see the result).
-
-        Compaction commits no data change, so it never alters what a reader sees; one that
-        loses a race is planned again from the new version.
-        """
+        if column is None:
+            self._compact_where(None)
+            return ["*"]
         if not values:
             return []
-        files = pl.DataFrame(dt.get_add_actions(flatten=True)).select(
-            pl.col(f"partition.{column}").cast(pl.String).alias("value"), "size_bytes"
-        )
-        small = files.filter((pl.col("size_bytes") < SMALL_FILE_BYTES) & pl.col("value").is_in(values))
-        due = small.group_by("value").len().filter(pl.col("len") >= COMPACT_AT_FILES)
-        compacted = sorted(due.get_column("value").to_list())
+        files = self.snapshot().files()
+        small = files.filter((pl.col("size_bytes") < SMALL_FILE_BYTES) & pl.col(column).is_in(values))
+        due = small.group_by(column).len().filter(pl.col("len") >= COMPACT_AT_FILES)
+        compacted = sorted(due.get_column(column).cast(pl.String).to_list())
         for value in compacted:
-
-            def compact(value: str = value) -> None:
-                current = self.open(table)
-                assert current is not None
-                current.optimize.compact(
-                    partition_filters=[(column, "=", value)],
-                    target_size=SMALL_FILE_BYTES,
-                    writer_properties=WRITER_PROPERTIES,
-                    commit_properties=self.commit_properties(None, {"tributary.operation": "compact"}),
-                )
-
-            self.with_conflict_retry(f"compact {table} {column}={value}", compact)
+            self._compact_where((column, value))
         return compacted
 
-    def commit_properties(
-        self,
-        app_id: str | None,
-        metadata: dict[str, Any] | None = None,
-        transactions: dict[str, int] | None = None,
-    ) -> CommitProperties:
-        txns = [Transaction(app_id=app_id, version=1)] if app_id else []
-        txns += [Transaction(app_id=k, version=v) for k, v in (transactions or {}).items()]
-        return CommitProperties(
-            custom_metadata={"tributary.app_id": app_id or "", **(metadata or {})},
-            max_commit_retries=self.retries,
-            app_transactions=txns or None,
-        )
+    def _compact_where(self, partition: tuple[str, str] | None) -> None:
+        def compact() -> None:
+            dt = self._open()
+            if dt is None:
+                return
+            dt.optimize.compact(
+                partition_filters=[(partition[0], "=", partition[1])] if partition else None,
+                target_size=SMALL_FILE_BYTES if partition else None,
+                writer_properties=WRITER_PROPERTIES,
+                commit_properties=_commit_properties(
+                    None, {"tributary.operation": "compact"}, self.lake.retries
+                ),
+            )
 
-    def with_conflict_retry(self, what: str, action: Callable[[], T]) -> T:
-        """Run a read-modify-commit ``action``, re-running it when a concurrent commit wins.
+        self.retrying(f"compact {self.spec.name} {partition or ''}", compact)
 
-        delta-rs already retries commits whose files do not overlap; a MERGE that read
-        files another writer rewrote fails and must be recomputed from a fresh snapshot.
+    def vacuum(self, retention_hours: int) -> int:
+        """Delete files no version within ``retention_hours`` references; returns how many."""
+        dt = self._open()
+        if dt is None:
+            return 0
+        # The policy is VACUUM_RETENTION_HOURS, not the table's own property (7 days by default).
+        removed = dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False)
+        return len(removed)
+
+    def retrying(self, what: str, action: Callable[[], T]) -> T:
+        """Run a read-modify-commit ``action``, again on a fresh snapshot when a commit loses a race.
+
+        delta-rs itself retries commits whose files do not overlap; a commit whose reads
+        another writer invalidated raises ``CommitConflict`` here and is recomputed.
+
+        Raises:
+            CommitConflict: it lost every one of DELTA_COMMIT_RETRIES attempts.
         """
-        for attempt in range(self.retries):
+        for attempt in range(self.lake.retries):
             try:
                 return action()
-            except (CommitFailedError, DeltaError) as exc:
-                if not _is_conflict(exc) or attempt == self.retries - 1:
-                    raise TransientError(f"{what}: {exc}") from exc
+            except CommitConflict as exc:
+                if attempt == self.lake.retries - 1:
+                    raise CommitConflict(f"{what}: lost {self.lake.retries} commit races: {exc}") from exc
                 delay = min(5.0, 0.1 * 2**attempt) * (0.5 + random.random())
                 log.warning("%s: commit conflict (attempt %d), retrying in %.2fs", what, attempt + 1, delay)
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
+    def _open(self) -> DeltaTable | None:
+        self.lake.prepare()  # a table in a container that does not exist yet is simply absent
+        try:
+            return DeltaTable(self.uri, storage_options=self.lake.storage_options())
+        except TableNotFoundError:
+            return None
+        except (OSError, DeltaError) as exc:
+            raise TransientError(f"{self.uri}: cannot open the table: {exc}") from exc
 
-def sql_in(column: str, values: list[str]) -> str:
-    """``column IN ('a', 'b')`` with the values quoted as SQL string literals."""
-    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
-    return f"{column} IN ({quoted})"
+    def _create(self) -> None:
+        self.lake.prepare()
+        try:
+            DeltaTable.create(
+                self.uri,
+                self.spec.schema,
+                mode="ignore",
+                partition_by=list(self.spec.partition_by) or None,
+                configuration=TABLE_PROPERTIES,
+                storage_options=self.lake.storage_options(),
+            )
+        except (CommitFailedError, DeltaError) as exc:
+            if self._open() is None:  # a racing creator that won is fine
+                raise TransientError(f"creating {self.spec.name}: {exc}") from exc
 
 
-def _is_conflict(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return isinstance(exc, CommitFailedError) or any(
-        word in text for word in ("conflict", "concurrent", "version already exists", "transaction failed")
+class Snapshot:
+    """A table at one version: what a step reads, and what it commits on top of."""
+
+    def __init__(self, table: Table, dt: DeltaTable) -> None:
+        self.table = table
+        self._dt = dt
+        self.version = dt.version()
+
+    def recorded(self, app_id: str) -> bool:
+        return self._dt.transaction_version(app_id) is not None
+
+    def transaction(self, app_id: str) -> int | None:
+        return self._dt.transaction_version(app_id)
+
+    def scan(self, where: str | None = None) -> pl.LazyFrame:
+        """A lazy scan of the files ``where`` may match (partition values and statistics).
+
+        polars reads the Parquet files itself (natively, local or ``az://``), which costs
+        a fraction of building a pyarrow dataset per file. Rows are not filtered by
+        ``where``: filter the frame.
+        """
+        schema = pl.DataFrame(
+            pa.Table.from_batches([], schema=pa.schema(self._dt.schema().to_arrow()))
+        ).schema
+        uris = self._dt.file_uris(file_pruning_predicate=where)
+        if not uris:
+            return pl.LazyFrame(schema=schema)
+        partitions = self.table.spec.partition_by
+        # Partition columns come last. (No reordering select: it would stop polars pushing a
+        # slice down into the scan, and every slice would read from the start.)
+        return pl.scan_parquet(
+            uris,
+            storage_options=self.table.lake.storage_options(),
+            hive_partitioning=bool(partitions),
+            hive_schema={name: schema[name] for name in partitions} or None,
+        )
+
+    def files(self) -> pl.DataFrame:
+        """One row per data file: its partition values (text), ``size_bytes`` and ``num_records``."""
+        actions = pl.DataFrame(self._dt.get_add_actions(flatten=True))
+        partitions = self.table.spec.partition_by
+        if actions.is_empty():
+            return pl.DataFrame(
+                schema={
+                    **dict.fromkeys(partitions, pl.String),
+                    "size_bytes": pl.Int64,
+                    "num_records": pl.Int64,
+                }
+            )
+        # Partition values as the text Delta records them, so callers compare strings.
+        renamed = actions.rename({f"partition.{c}": c for c in partitions})
+        return renamed.with_columns(pl.col(c).cast(pl.String) for c in partitions)
+
+    def rows(self) -> int:
+        files = self.files()
+        return int(files.get_column("num_records").sum()) if files.height else 0
+
+    def append(
+        self,
+        data: pa.Table | pa.RecordBatchReader,
+        app_id: str,
+        figures: Mapping[str, Any],
+        *,
+        advance: Mapping[str, int] | None = None,
+    ) -> Commit:
+        """Append on top of this version; returns the new commit.
+
+        ``advance`` are further application transactions to set: two commits that race to
+        set the same one cannot both land, so the loser raises ``CommitConflict``.
+        """
+        try:
+            write_deltalake(
+                self._dt,
+                data,
+                mode="append",
+                partition_by=list(self.table.spec.partition_by) or None,
+                writer_properties=WRITER_PROPERTIES,
+                target_file_size=TARGET_FILE_BYTES,
+                commit_properties=_commit_properties(app_id, figures, self.table.lake.retries, advance),
+            )
+        except CommitFailedError as exc:
+            raise CommitConflict(f"append to {self.table.spec.name} ({app_id}): {exc}") from exc
+        return Commit(self._dt.version(), dict(figures))
+
+    def merge(
+        self,
+        source: pl.DataFrame,
+        keys: tuple[str, ...],
+        updates: Mapping[str, str],
+        app_id: str,
+        figures: Mapping[str, Any],
+    ) -> Commit:
+        try:
+            self._dt.merge(
+                source.to_arrow(),
+                predicate=" AND ".join(f"t.{k} = s.{k}" for k in keys),
+                source_alias="s",
+                target_alias="t",
+                writer_properties=WRITER_PROPERTIES,
+                commit_properties=_commit_properties(app_id, figures, self.table.lake.retries),
+            ).when_matched_update(updates=dict(updates)).when_not_matched_insert_all().execute()
+        except CommitFailedError as exc:
+            raise CommitConflict(f"merge into {self.table.spec.name} ({app_id}): {exc}") from exc
+        return Commit(self._dt.version(), dict(figures))
+
+
+def _commit_properties(
+    app_id: str | None,
+    figures: Mapping[str, Any],
+    retries: int,
+    advance: Mapping[str, int] | None = None,
+) -> CommitProperties:
+    txns = [Transaction(app_id=app_id, version=1)] if app_id else []
+    txns += [Transaction(app_id=k, version=v) for k, v in (advance or {}).items()]
+    metadata = {APP_ID_KEY: app_id or "", FIGURES_KEY: json.dumps(dict(figures), sort_keys=True, default=str)}
+    return CommitProperties(
+        custom_metadata=metadata, max_commit_retries=retries, app_transactions=txns or None
     )
 
 
-def _storage_options(storage: Storage) -> dict[str, str]:
-    options = {"account_name": storage.account_name}
-    if storage.account_key:
-        options["account_key"] = storage.account_key
-    if storage.is_emulator:
-        options["azure_storage_endpoint"] = storage.blob_endpoint.rstrip("/")
-        options["allow_http"] = "true"
-    return options
+def sql_in(column: str, values: list[str]) -> str:
+    """``column IN ('a', 'b')`` with the values quoted as SQL string literals."""
+    quoted = ", ".join(sql_literal(v) for v in values)
+    return f"{column} IN ({quoted})"
 
 
-__all__ = ["WRITER_PROPERTIES", "Lake", "TableNotFoundError"]
+def sql_literal(value: str) -> str:
+    """A SQL string literal: quotes doubled, so no value can end the literal early."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+__all__ = ["Commit", "Lake", "Snapshot", "Table", "TableSpec", "sql_in", "sql_literal"]

@@ -1,41 +1,28 @@
-"""Landing and quarantine storage: one adapter over ADLS Gen2, Azurite blobs and local folders.
+"""Landing and quarantine files: one interface over blob containers and local folders.
 
-Locations are URIs:
-- ``az://container/path`` on the account named by the storage connection;
-- ``https://account.blob.core.windows.net/container/path`` (or ``.dfs.``), as Event Grid sends;
-- ``http://127.0.0.1:10000/devstoreaccount1/container/path``, Azurite's path-style URLs;
-- anything else is a local path.
+Locations are URIs (``shared.uris``): ``az://container/path`` on the lake account, blob
+URLs as Event Grid sends them, or local paths.
 
-Moving a file to quarantine is an atomic rename on ADLS Gen2 (hierarchical namespace);
-Azurite has no DFS endpoint, so there it is a server-side copy followed by a delete.
+Every call to the blob service rides out a connection-level outage with backoff for
+STORAGE_RETRY_SECONDS and then fails with ``StoreUnavailable`` naming the store; the
+SDK's own policy already retries throttling and 5xx answers.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, TypeVar
-from urllib.parse import unquote, urlparse
+from typing import BinaryIO
 
-from azure.core.exceptions import (
-    AzureError,
-    ResourceExistsError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
-from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
-
-from shared.errors import PipelineError
-from shared.settings import parse_connection_string
-
-T = TypeVar("T")
+from shared.adapters.blobs import Blobs
+from shared.errors import SourceGone, TransientError
+from shared.settings import StorageAccount
+from shared.uris import BlobLocation, is_remote, join, locate
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,107 +32,41 @@ class ObjectInfo:
     uri: str
     size: int
     etag: str
-
-
-@dataclass(frozen=True, slots=True)
-class BlobLocation:
-    container: str
-    path: str
-
-
-def is_remote(uri: str) -> bool:
-    return uri.startswith(("az://", "abfs://", "abfss://", "http://", "https://"))
-
-
-def join(root: str, *parts: str) -> str:
-    """Join URI or path parts with ``/`` (never ``os.sep``: blob names use ``/``)."""
-    out = root.rstrip("/")
-    for part in parts:
-        if part:
-            out = f"{out}/{part.strip('/')}"
-    return out
+    modified: str = ""
+    """When the file last changed (ISO-8601 UTC): what ``_batch_time`` records."""
 
 
 class Storage:
-    """Read, list, write and quarantine files wherever they live."""
+    """Read, list, write and move files wherever they live: blobs or local folders."""
 
-    def __init__(self, connection: str) -> None:
-        self._connection = connection
-        parts = parse_connection_string(connection)
-        self.account_name = parts.get("AccountName", "")
-        self.account_key = parts.get("AccountKey", "")
-        self.blob_endpoint = parts.get("BlobEndpoint") or (
-            f"https://{self.account_name}.blob.core.windows.net"
-        )
-        # Azurite serves only the Blob API; a real account is assumed to have HNS enabled.
-        self.is_emulator = "127.0.0.1" in self.blob_endpoint or "localhost" in self.blob_endpoint
-        self._service: BlobServiceClient | None = None
+    def __init__(self, account: StorageAccount, *, retry_seconds: float = 60.0) -> None:
+        self.account = account
+        self.blobs = Blobs(account, retry_seconds=retry_seconds)
 
-    @property
-    def service(self) -> BlobServiceClient:
-        if self._service is None:
-            self._service = BlobServiceClient.from_connection_string(self._connection)
-        return self._service
-
-    def container(self, name: str) -> ContainerClient:
-        return self.service.get_container_client(name)
-
-    def ensure_container(self, name: str) -> None:
-        try:
-            _retry(lambda: self.container(name).create_container())
-        except ResourceExistsError:
-            pass
-
-    # -- addressing -------------------------------------------------------------------
     def locate(self, uri: str) -> BlobLocation:
-        """Split a remote URI into container and blob path.
-
-        Raises:
-            PipelineError: the URI is not a blob URI.
-        """
-        if uri.startswith("az://"):
-            container, _, path = uri[len("az://") :].partition("/")
-            return BlobLocation(container, path)
-        if uri.startswith(("abfs://", "abfss://")):
-            parsed = urlparse(uri)
-            return BlobLocation(parsed.username or parsed.netloc.split("@")[0], parsed.path[1:])
-        if uri.startswith(("http://", "https://")):
-            parsed = urlparse(uri)
-            segments = unquote(parsed.path).lstrip("/").split("/")
-            # Path-style (Azurite): /account/container/blob; virtual-host style: /container/blob
-            if segments and segments[0] == self.account_name and parsed.port is not None:
-                segments = segments[1:]
-            if len(segments) < 2:
-                raise PipelineError(f"not a blob URL: {uri}")
-            return BlobLocation(segments[0], "/".join(segments[1:]))
-        raise PipelineError(f"not a blob URI: {uri}")
-
-    def account_of(self, uri: str) -> str | None:
-        """The storage account a blob URL names, or None when it names none (``az://``)."""
-        if not uri.startswith(("http://", "https://")):
-            return None
-        parsed = urlparse(uri)
-        if parsed.port is not None:  # path-style emulator URL
-            return unquote(parsed.path).lstrip("/").split("/")[0]
-        return (parsed.hostname or "").split(".")[0]
-
-    def az_uri(self, location: BlobLocation) -> str:
-        return f"az://{location.container}/{location.path}"
+        """Split a remote URI into container and blob path (no I/O); see ``shared.uris``."""
+        return locate(uri, self.account.name)
 
     # -- reading ----------------------------------------------------------------------
     def info(self, uri: str) -> ObjectInfo:
-        """Size and content identity of one file.
+        """Size and content identity of one file: a blob's ETag, a local file's SHA-256.
 
-        Local files are identified by a SHA-256 of their bytes, blobs by their ETag.
+        Raises:
+            SourceGone: the file does not exist.
         """
         if not is_remote(uri):
             path = Path(uri)
-            with path.open("rb") as fh:
-                digest = _file_digest(fh)
-            return ObjectInfo(str(path.resolve()), path.stat().st_size, digest)
+            try:
+                with path.open("rb") as fh:
+                    digest = _file_digest(fh)
+            except FileNotFoundError:
+                raise SourceGone(uri) from None
+            stat = path.stat()
+            modified = datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(timespec="milliseconds")
+            return ObjectInfo(str(path.resolve()), stat.st_size, digest, modified.replace("+00:00", "Z"))
         loc = self.locate(uri)
-        props = _retry(lambda: self.container(loc.container).get_blob_client(loc.path).get_blob_properties())
-        return ObjectInfo(self.az_uri(loc), int(props.size), str(props.etag).strip('"'))
+        size, etag, modified = self.blobs.properties(loc.container, loc.path)
+        return ObjectInfo(loc.uri, size, etag, modified)
 
     def list(self, uri: str, suffixes: tuple[str, ...] = ()) -> Iterator[ObjectInfo]:
         """Files under a folder or prefix (or the file itself), in name order."""
@@ -157,31 +78,33 @@ class Storage:
                     yield self.info(str(p))
             return
         loc = self.locate(uri)
-        container = self.container(loc.container)
-        prefix = loc.path
-        for blob in container.list_blobs(name_starts_with=prefix or None):
-            if prefix and not (blob.name == prefix or prefix.endswith("/") or blob.name[len(prefix)] == "/"):
-                continue
-            if suffixes and not blob.name.endswith(suffixes):
-                continue
-            yield ObjectInfo(
-                self.az_uri(BlobLocation(loc.container, blob.name)),
-                int(blob.size),
-                str(blob.etag).strip('"'),
-            )
+        for name, size, etag, modified in self.blobs.list(loc.container, loc.path):
+            if not suffixes or name.endswith(suffixes):
+                yield ObjectInfo(BlobLocation(loc.container, name).uri, size, etag, modified)
 
     def open(self, uri: str) -> BinaryIO:
-        """A buffered, forward-only stream over the file; blobs are downloaded in chunks."""
+        """A buffered, forward-only stream over the file; blobs are downloaded in chunks.
+
+        Raises:
+            SourceGone: the file does not exist.
+        """
         if not is_remote(uri):
-            return Path(uri).open("rb")
+            try:
+                return Path(uri).open("rb")
+            except FileNotFoundError:
+                raise SourceGone(uri) from None
         loc = self.locate(uri)
-        blob = self.container(loc.container).get_blob_client(loc.path)
-        downloader = _retry(lambda: blob.download_blob(max_concurrency=1))
-        return io.BufferedReader(_ChunkStream(downloader.chunks()), buffer_size=4 * 1024 * 1024)
+        return self.blobs.open(loc.container, loc.path)
 
     def read_bytes(self, uri: str) -> bytes:
         with self.open(uri) as fh:
             return fh.read()
+
+    def exists(self, uri: str) -> bool:
+        if not is_remote(uri):
+            return Path(uri).is_file()
+        loc = self.locate(uri)
+        return self.blobs.exists(loc.container, loc.path)
 
     # -- writing ----------------------------------------------------------------------
     def write(self, uri: str, data: bytes) -> None:
@@ -194,9 +117,7 @@ class Storage:
             os.replace(tmp, path)
             return
         loc = self.locate(uri)
-        self.ensure_container(loc.container)
-        blob = self.container(loc.container).get_blob_client(loc.path)
-        _retry(lambda: blob.upload_blob(data, overwrite=True))
+        self.blobs.upload(loc.container, loc.path, data)
 
     def write_if_changed(self, uri: str, data: bytes) -> bool:
         """Write unless the file already holds exactly ``data``; returns whether it wrote.
@@ -204,7 +125,6 @@ class Storage:
         Rewriting identical bytes would still change a blob's ETag, and with it the batch
         id of the file, so generators and re-runs use this to stay idempotent.
         """
-        digest = hashlib.md5(data, usedforsecurity=False).digest()
         if not is_remote(uri):
             path = Path(uri)
             if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
@@ -212,93 +132,51 @@ class Storage:
             self.write(uri, data)
             return True
         loc = self.locate(uri)
-        self.ensure_container(loc.container)
-        blob = self.container(loc.container).get_blob_client(loc.path)
-        try:
-            existing = blob.get_blob_properties().content_settings.content_md5
-        except ResourceNotFoundError:
-            existing = None
-        if existing is not None and bytes(existing) == digest:
-            return False
-        _retry(
-            lambda: blob.upload_blob(
-                data, overwrite=True, content_settings=ContentSettings(content_md5=bytearray(digest))
-            )
-        )
-        return True
+        return self.blobs.upload_if_changed(loc.container, loc.path, data)
+
+    def ensure_container(self, name: str) -> None:
+        self.blobs.ensure_container(name)
+
+    def delete(self, uri: str) -> None:
+        if not is_remote(uri):
+            Path(uri).unlink(missing_ok=True)
+            return
+        loc = self.locate(uri)
+        self.blobs.delete(loc.container, loc.path)
 
     def move(self, uri: str, destination: str) -> None:
         """Move a file, keeping nothing at the source. Idempotent: a moved file stays moved.
 
+        Within one store this is a rename (local folders, ADLS Gen2) or a server-side copy
+        then a delete (Azurite, which has no DFS endpoint). Across stores (a local file to
+        a container, say) it is a copy, a check that the copy is whole, then the delete.
+
         Raises:
-            ResourceNotFoundError: neither the source nor the destination exists.
+            SourceGone: neither the source nor the destination exists.
         """
-        if not is_remote(uri):
+        if is_remote(uri) != is_remote(destination):
+            self._move_across(uri, destination)
+        elif not is_remote(uri):
             src, dst = Path(uri), Path(destination)
-            if not src.exists() and dst.exists():
-                return
+            if not src.exists():
+                if dst.exists():
+                    return
+                raise SourceGone(uri)
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(src), str(dst))
-            return
-        src_loc, dst_loc = self.locate(uri), self.locate(destination)
-        self.ensure_container(dst_loc.container)
-        if not self.is_emulator:
-            self._rename_adls(src_loc, dst_loc)
-            return
-        src_blob = self.container(src_loc.container).get_blob_client(src_loc.path)
-        dst_blob = self.container(dst_loc.container).get_blob_client(dst_loc.path)
-        try:
-            props = src_blob.get_blob_properties()
-        except ResourceNotFoundError:
-            if dst_blob.exists():
+        else:
+            self.blobs.move(self.locate(uri), self.locate(destination))
+
+    def _move_across(self, uri: str, destination: str) -> None:
+        if not self.exists(uri):
+            if self.exists(destination):
                 return
-            raise
-        # Same-account copy completes synchronously; check before deleting the source.
-        _retry(lambda: dst_blob.start_copy_from_url(src_blob.url, requires_sync=True))
-        copied = dst_blob.get_blob_properties()
-        if copied.size != props.size:
-            raise PipelineError(f"copy of {uri} to {destination} is incomplete")
-        _retry(lambda: src_blob.delete_blob())
-
-    def _rename_adls(self, src: BlobLocation, dst: BlobLocation) -> None:
-        from azure.storage.filedatalake import DataLakeServiceClient
-
-        dfs = DataLakeServiceClient.from_connection_string(self._connection)
-        file_client = dfs.get_file_system_client(src.container).get_file_client(src.path)
-        try:
-            _retry(lambda: file_client.rename_file(f"{dst.container}/{dst.path}"))
-        except ResourceNotFoundError:
-            target = dfs.get_file_system_client(dst.container).get_file_client(dst.path)
-            if not target.exists():
-                raise
-
-
-class _ChunkStream(io.RawIOBase):
-    """A raw stream over an iterator of byte chunks (a blob download)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._pending = memoryview(b"")
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        # Readers such as fastavro record block offsets; the stream itself stays forward-only.
-        return self._position
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while not self._pending:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._pending = memoryview(chunk)
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        self._position += n
-        return n
+            raise SourceGone(uri)
+        data = self.read_bytes(uri)
+        self.write(destination, data)
+        if self.read_bytes(destination) != data:
+            raise TransientError(f"copy of {uri} to {destination} does not match its source; not deleted")
+        self.delete(uri)
 
 
 def _file_digest(fh: BinaryIO) -> str:
@@ -308,23 +186,4 @@ def _file_digest(fh: BinaryIO) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
-_TRANSIENT = (ServiceRequestError, ServiceResponseError)
-
-
-def _retry[T](call: Callable[[], T], attempts: int = 5, base_delay: float = 0.2) -> T:
-    """Retry a storage call on connection-level failures, with exponential backoff.
-
-    The SDK already retries throttling and 5xx responses; this covers a dropped
-    connection (an emulator restarting, a socket reset) that surfaces as an exception.
-    """
-    for attempt in range(attempts):
-        try:
-            return call()
-        except _TRANSIENT:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(base_delay * 2**attempt)
-    raise AssertionError("unreachable")
-
-
-__all__ = ["AzureError", "BlobLocation", "ObjectInfo", "Storage", "is_remote", "join"]
+__all__ = ["BlobLocation", "ObjectInfo", "Storage", "is_remote", "join"]

@@ -1,49 +1,54 @@
-"""Activities: each runs one core step for one batch and returns its small result."""
+"""Activities: each runs one layer's step for one batch and returns its small result.
+
+The bindings are annotated ``dict``: the Functions worker accepts only plain types on a
+binding (``dict[str, Any]`` fails the app's load).
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 import azure.durable_functions as df
 
-from shared.blueprints import operations
-from shared.operations import fail_step, run_step
-from shared.orchestration import (
-    ACTIVITY_BRONZE,
-    ACTIVITY_FAIL,
-    ACTIVITY_GOLD,
-    ACTIVITY_SILVER,
-    ACTIVITY_VALIDATE,
-)
+from shared.batches import FAIL_ACTIVITY, BatchRef, Layer
 
 bp = df.Blueprint()
 
 
-@bp.activity_trigger(input_name="batch", activity=ACTIVITY_VALIDATE)
-def validate_batch(batch: dict[str, Any]) -> dict[str, Any]:
+def _run(layer: Layer, batch: dict) -> dict:
+    from shared import layers
+    from shared.blueprints import app
+
+    return layers.run(app().context, layer, BatchRef.from_dict(batch)).to_dict()
+
+
+@bp.activity_trigger(input_name="batch", activity=Layer.VALIDATE.activity)
+def validate_batch(batch: dict) -> dict:
     """Check the file is readable, count its records and record its route (may end EMPTY/QUARANTINED)."""
-    return run_step(operations().pipeline, "validate", batch)
+    return _run(Layer.VALIDATE, batch)
 
 
-@bp.activity_trigger(input_name="batch", activity=ACTIVITY_BRONZE)
-def write_bronze(batch: dict[str, Any]) -> dict[str, Any]:
+@bp.activity_trigger(input_name="batch", activity=Layer.BRONZE.activity)
+def write_bronze(batch: dict) -> dict:
     """Append the batch's valid rows to bronze and its rejects to quarantine."""
-    return run_step(operations().pipeline, "bronze", batch)
+    return _run(Layer.BRONZE, batch)
 
 
-@bp.activity_trigger(input_name="batch", activity=ACTIVITY_SILVER)
-def merge_silver(batch: dict[str, Any]) -> dict[str, Any]:
+@bp.activity_trigger(input_name="batch", activity=Layer.SILVER.activity)
+def merge_silver(batch: dict) -> dict:
     """Dedupe, enrich and insert the batch's new keys into silver (a checked append, not a MERGE)."""
-    return run_step(operations().pipeline, "silver", batch)
+    return _run(Layer.SILVER, batch)
 
 
-@bp.activity_trigger(input_name="batch", activity=ACTIVITY_GOLD)
-def update_gold(batch: dict[str, Any]) -> dict[str, Any]:
+@bp.activity_trigger(input_name="batch", activity=Layer.GOLD.activity)
+def update_gold(batch: dict) -> dict:
     """Fold the batch's silver rows into each gold table, for the keys it touched."""
-    return run_step(operations().pipeline, "gold", batch)
+    return _run(Layer.GOLD, batch)
 
 
-@bp.activity_trigger(input_name="failure", activity=ACTIVITY_FAIL)
-def fail_batch(failure: dict[str, Any]) -> dict[str, Any]:
+@bp.activity_trigger(input_name="failure", activity=FAIL_ACTIVITY)
+def fail_batch(failure: dict) -> dict:
     """Record FAILED for a batch whose step ran out of retries."""
-    return fail_step(operations().pipeline, failure)
+    from shared.blueprints import app
+    from shared.layers import step
+
+    ref = BatchRef.from_dict(failure["batch"])
+    return step.fail(app().context, ref, str(failure["error"])).to_dict()

@@ -7,7 +7,7 @@ import logging
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared.blueprints import operations
+from shared.blueprints import app
 from shared.errors import UnknownEventType
 from shared.events import EVENT_FUNCTION, from_trigger
 
@@ -23,7 +23,7 @@ async def on_capture_event(event: func.EventGridEvent, client: df.DurableOrchest
     """Handle one BlobCreated or CaptureFileCreated event (either schema)."""
     envelope = from_trigger(event)
     try:
-        outcome = await operations().intake(envelope, client)
+        outcome = await app().intake.event(envelope, client)
     except UnknownEventType as exc:
         log.error(
             "UNKNOWN EVENT TYPE %r (event %s, source %s): %s",

@@ -10,8 +10,8 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared.blueprints import operations
-from shared.errors import BadRequest, BatchNotFound, ReplayRefused
+from shared.blueprints import app
+from shared.errors import ApiError, BadRequest
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ async def list_batches(req: func.HttpRequest, client: df.DurableOrchestrationCli
     """GET /api/batches?dataset=&state=&since=&limit=: batches with their runtime status."""
     params = req.params
     return await _respond(
-        lambda: operations().batches(
+        lambda: app().admin.batches(
             client,
             dataset=params.get("dataset") or None,
             state=params.get("state") or None,
@@ -38,7 +38,7 @@ async def list_batches(req: func.HttpRequest, client: df.DurableOrchestrationCli
 @bp.durable_client_input(client_name="client")
 async def get_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """GET /api/batches/{batch_id}: one batch's record and runtime status."""
-    return await _respond(lambda: operations().batch(req.route_params["batch_id"], client))
+    return await _respond(lambda: app().admin.batch(req.route_params["batch_id"], client))
 
 
 @bp.route(route="batches/{batch_id}/replay", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
@@ -47,7 +47,7 @@ async def replay_batch(req: func.HttpRequest, client: df.DurableOrchestrationCli
     """POST /api/batches/{batch_id}/replay[?from=layer]: re-run a finished batch."""
     layer = req.params.get("from") or str(_body(req).get("from") or "validate")
     return await _respond(
-        lambda: operations().replay(req.route_params["batch_id"], client, from_layer=layer), status=202
+        lambda: app().admin.replay(req.route_params["batch_id"], client, from_layer=layer), status=202
     )
 
 
@@ -58,19 +58,15 @@ async def backfill(req: func.HttpRequest, client: df.DurableOrchestrationClient)
     body = _body(req)
     prefix = str(body.get("prefix") or req.params.get("prefix") or "")
     limit = body.get("limit") or req.params.get("limit")
-    return await _respond(lambda: operations().backfill(prefix, client, limit=_int_param(limit)), status=202)
+    return await _respond(lambda: app().intake.backfill(prefix, client, limit=_int_param(limit)), status=202)
 
 
 async def _respond(call: Callable[[], Awaitable[Any]], status: int = 200) -> func.HttpResponse:
-    """Run an operation; map its typed errors to 400, 404 and 409."""
+    """Run an operation; a typed API error answers with its own status (400, 404, 409)."""
     try:
         return _json(await call(), status)
-    except BadRequest as exc:
-        return _json({"error": str(exc)}, 400)
-    except BatchNotFound as exc:
-        return _json({"error": str(exc)}, 404)
-    except ReplayRefused as exc:
-        return _json({"error": str(exc)}, 409)
+    except ApiError as exc:
+        return _json({"error": str(exc)}, exc.status)
 
 
 def _json(body: Any, status: int) -> func.HttpResponse:

@@ -6,9 +6,8 @@ import logging
 
 import azure.functions as func
 
+from shared.blueprints import app
 from shared.errors import MaintenanceFailed
-from shared.maintenance import run_maintenance
-from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +19,10 @@ def maintain_tables(timer: func.TimerRequest) -> None:
     """Compact and vacuum the Delta tables and record what was done."""
     if timer.past_due:
         log.warning("maintenance is running late")
-    summary = run_maintenance(Settings.from_env())
+    from shared.services.maintenance import run_maintenance
+
+    built = app()
+    summary = run_maintenance(built.context, built.ledger)
     log.info("maintenance done: %d tables, %d failed", len(summary["tables"]), summary["failed"])
     if summary["failed"]:
         failed = [t["table"] for t in summary["tables"] if "error" in t]

@@ -7,7 +7,8 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from shared.orchestration import ORCHESTRATOR, run_batch
+from shared.batches import ORCHESTRATOR
+from shared.orchestration import run_batch
 
 bp = df.Blueprint()
 

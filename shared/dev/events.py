@@ -36,7 +36,7 @@ def blob_created_event(storage: Storage, uri: str, size: int, etag: str) -> dict
         "id": str(uuid.uuid4()),
         "topic": (
             "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/local/providers/"
-            f"Microsoft.Storage/storageAccounts/{storage.account_name}"
+            f"Microsoft.Storage/storageAccounts/{storage.account.name}"
         ),
         "subject": f"/blobServices/default/containers/{location.container}/blobs/{path}",
         "eventType": BLOB_CREATED,
@@ -47,7 +47,7 @@ def blob_created_event(storage: Storage, uri: str, size: int, etag: str) -> dict
             "contentType": "application/octet-stream",
             "contentLength": size,
             "blobType": "BlockBlob",
-            "url": f"{storage.blob_endpoint.rstrip('/')}/{location.container}/{path}",
+            "url": f"{storage.account.blob_uri}/{location.container}/{path}",
             "sequencer": f"{int(time.time() * 1000):032x}",
         },
         "dataVersion": "",
@@ -82,7 +82,7 @@ def post_events(
     Raises:
         EventDeliveryError: nothing listens at ``url``, or the host kept refusing an event.
     """
-    storage = Storage(settings.storage_connection)
+    storage = Storage(settings.lake_storage)
     root = prefix if prefix and is_remote(prefix) else join(settings.capture_uri, prefix or "")
     if not is_remote(root):
         raise EventDeliveryError(f"{root} is a local folder; events can only name blobs (az://...)")

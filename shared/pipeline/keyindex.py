@@ -1,15 +1,16 @@
-"""Silver's exact first-wins dedupe, in bounded memory, at a cost that does not grow with silver.
+"""Silver's exact first-wins dedupe by key, within a batch and against all of silver.
 
 Every silver row carries ``_key_hash``: XXH64 with seed 42 of its key's UTF-8 bytes, the
 function Spark's ``xxhash64`` computes, so the hash is the same across library versions and
-engines. A batch is checked against silver by reading that one 8-byte column of the touched
-date partitions, streamed; never silver's rows.
+engines. A batch is checked against silver by reading that one 8-byte column of every
+silver file, streamed: never silver's rows. Dedupe is by key alone, whatever the date:
+a key silver holds under any event date is a duplicate.
 
 Pass 1 hashes the batch's keys (8 bytes a row, see ``BatchKeys``). Hashes that repeat within the
 batch, and batch hashes that silver already holds, are only candidates: they are settled on
-the real (date, key) values, read for those rows alone, so a hash collision can never drop a
-row. What comes out is the scan positions of the rows not to insert; pass 2 (the caller)
-streams the batch again without them.
+the real keys, read for those rows alone, so a hash collision can never drop a row. What
+comes out is the scan positions of the rows not to insert; pass 2 (the caller) streams the
+batch again without them.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ import polars as pl
 import polars_hash as plh
 
 from shared.contracts import Contract
+from shared.pipeline.schemas import KEY_HASH
 from shared.pipeline.validate import parse_timestamp
 
-KEY_HASH = "_key_hash"
 SEED = 42  # Spark's xxhash64 seed: the Databricks route computes the same column
 POSITION = "_pos"
 # Rows per read of a batch's key columns (tens of MB), and of silver's 8-byte hashes (32 MB).
@@ -139,11 +140,11 @@ def held(
     dropped: np.ndarray,
     contract: Contract,
 ) -> np.ndarray:
-    """Positions of rows (not already ``dropped``) whose (date, key) silver holds.
+    """Positions of rows (not already ``dropped``) whose key silver holds, under any date.
 
-    ``silver`` is pruned to the batch's dates; only its ``_key_hash`` column is read,
-    a chunk at a time, and matched against the batch's sorted hashes. The batch rows with
-    a matched hash are then found by hashing their keys again in one streamed pass.
+    Only silver's ``_key_hash`` column is read, a chunk at a time, and matched against the
+    batch's sorted hashes. The batch rows with a matched hash are then found by hashing
+    their keys again in one streamed pass, and settled on the real key.
     """
     ordered = keys.ordered
     bitmap: _Bitmap | None = None
@@ -164,18 +165,14 @@ def held(
     found = np.unique(np.concatenate(hits)) if hits else np.empty(0, dtype=np.int64)
     if not len(found):
         return np.empty(0, dtype=np.int64)
-    # Settle the rows with those hashes on the real (date, key).
-    key, part = contract.key[0], contract.partition_by
+    # Settle the rows with those hashes on the real key.
+    key = contract.key[0]
     wanted = pl.Series(found).implode()
     mine = batch.rows.filter(key_hash(key).is_in(wanted))
     if len(dropped):
         mine = mine.filter(~pl.col(POSITION).is_in(pl.Series(dropped, dtype=pl.UInt32).implode()))
-    theirs = silver.filter(pl.col(KEY_HASH).is_in(wanted)).select(part, key)
-    same = (
-        mine.select(POSITION, key, _partition(contract))
-        .join(theirs, on=[part, key], how="semi")
-        .collect(engine="streaming")
-    )
+    theirs = silver.filter(pl.col(KEY_HASH).is_in(wanted)).select(key)
+    same = mine.select(POSITION, key).join(theirs, on=key, how="semi").collect(engine="streaming")
     return np.sort(same.get_column(POSITION).to_numpy().astype(np.int64))
 
 

@@ -28,25 +28,26 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from shared import blueprints
-from shared.adapters.storage import join
+from shared import blueprints, layers
+from shared.app import App, build
+from shared.batches import LAYERS, BatchRef, Layer
 from shared.blueprints import activities, event_grid, http
 from shared.contracts import USER_ACTIVITY
 from shared.dev.events import blob_created_event
 from shared.dev.generator import GeneratedFile, generate_day
 from shared.errors import ConfigError, UnknownEventType
-from shared.maintenance import run_maintenance
-from shared.operations import Operations, run_step
-from shared.pipeline.medallion import business_columns
+from shared.pipeline.schemas import SOURCE_VERSION, business_columns
+from shared.services.intake import register
+from shared.services.maintenance import run_maintenance
+from shared.services.runner import Runner
 from shared.settings import Settings
-from shared.steps import BatchRef
-from tests.conftest import make_settings
+from shared.uris import join
+from tests.conftest import FAST_RETRY, make_settings
 
 pytestmark = pytest.mark.azurite
 
 BUSINESS_SILVER = business_columns(USER_ACTIVITY)
-GOLD = ["gold/user_watch_time", "gold/daily_user_watch_time", "gold/region_daily_watch_time"]
-LAYERS = ("validate", "bronze", "silver", "gold")
+GOLD = [f"gold.{t.name}" for t in USER_ACTIVITY.gold]
 
 
 # -- the Durable extension stand-in --------------------------------------------------------------
@@ -172,7 +173,7 @@ def app_settings(azure_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> I
     """The app settings the functions read (Settings.from_env) pointed at this test's Azurite containers."""
     s = azure_settings
     for name, value in {
-        "AzureWebJobsStorage": s.storage_connection,
+        "AzureWebJobsStorage": s.host_storage.connection_string,
         "LAKE_URI": s.lake_uri,
         "CAPTURE_URI": s.capture_uri,
         "QUARANTINE_URI": s.quarantine_uri,
@@ -181,9 +182,9 @@ def app_settings(azure_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> I
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("LAKE_STORAGE", raising=False)
-    blueprints.operations.cache_clear()
+    blueprints.app.cache_clear()
     yield Settings.from_env()
-    blueprints.operations.cache_clear()
+    blueprints.app.cache_clear()
 
 
 _DAY: list[GeneratedFile] = []
@@ -197,18 +198,18 @@ def day() -> list[GeneratedFile]:
 
 
 def land(settings: Settings, files: list[GeneratedFile]) -> list[str]:
-    ops = Operations(settings)
+    app = build(settings)
     uris = []
     for f in files:
         uri = join(settings.capture_uri, f.path)
-        ops.pipeline.storage.write(uri, f.data)
+        app.storage.write(uri, f.data)
         uris.append(uri)
     return uris
 
 
 def event_for(uri: str, **data: Any) -> func.EventGridEvent:
     """The EventGridEvent the worker would hand the trigger for a BlobCreated on ``uri``."""
-    storage = blueprints.operations().pipeline.storage
+    storage = blueprints.app().storage
     info = storage.info(uri)
     event = blob_created_event(storage, uri, info.size, info.etag)
     event["data"].update(data)
@@ -258,10 +259,10 @@ def call_http(
 
 
 ACTIVITY_FUNCTIONS = {
-    "validate": activities.validate_batch,
-    "bronze": activities.write_bronze,
-    "silver": activities.merge_silver,
-    "gold": activities.update_gold,
+    Layer.VALIDATE: activities.validate_batch,
+    Layer.BRONZE: activities.write_bronze,
+    Layer.SILVER: activities.merge_silver,
+    Layer.GOLD: activities.update_gold,
 }
 
 
@@ -274,7 +275,7 @@ def run_orchestration(durable: FakeDurable, instance_id: str) -> dict[str, Any]:
         result = ACTIVITY_FUNCTIONS[layer].build().get_user_function()(batch=ref)
         if result["state"] in ("GOLD_DONE", "EMPTY", "QUARANTINED", "FAILED"):
             break
-    durable.finish(instance_id, {"layer": layer, "state": result["state"]})
+    durable.finish(instance_id, {"layer": layer.label, "state": result["state"]})
     return result
 
 
@@ -289,7 +290,7 @@ def test_five_simultaneous_redeliveries_start_one_orchestration(
     assert len(durable.starts) == 1
     batch_id, ref = durable.starts[0]
     assert ref["source"] == uri and ref["batch_id"] == batch_id
-    assert BatchRef.from_dict(ref).etag == blueprints.operations().pipeline.storage.info(uri).etag
+    assert BatchRef.from_dict(ref).etag == blueprints.app().storage.info(uri).etag
 
     # Later redeliveries, while it runs and after it finished, start nothing either.
     deliver(loop, durable, event, event)
@@ -302,10 +303,10 @@ def test_empty_blob_records_an_empty_batch_and_starts_nothing(
     app_settings: Settings, durable: FakeDurable, loop: asyncio.AbstractEventLoop
 ) -> None:
     uri = join(app_settings.capture_uri, "ns/hub/0/2026/11/21/00/00/00.avro")
-    blueprints.operations().pipeline.storage.write(uri, b"")
+    blueprints.app().storage.write(uri, b"")
     deliver(loop, durable, event_for(uri), event_for(uri))
     assert durable.starts == []
-    states = list(blueprints.operations().pipeline.states.list())
+    states = list(blueprints.app().states.list())
     assert [(b.source, b.state) for b in states] == [(uri, "EMPTY")]
 
 
@@ -343,7 +344,7 @@ def test_foreign_container_is_acknowledged_and_unknown_type_fails_loudly(
     assert isinstance(failed, UnknownEventType)
     assert any(r.levelno == logging.ERROR and "UNKNOWN EVENT TYPE" in r.getMessage() for r in caplog.records)
     assert durable.starts == []
-    assert list(blueprints.operations().pipeline.states.list()) == []
+    assert list(blueprints.app().states.list()) == []
 
 
 # -- activities and operations endpoints -------------------------------------------------------
@@ -380,10 +381,11 @@ def test_batch_runs_through_activities_and_endpoints_show_state_and_runtime(
         call_http(loop, durable, http.list_batches, "GET", "/api/batches", params={"since": "yesterday"})[0]
         == 400
     )
-    assert (
-        call_http(loop, durable, http.get_batch, "GET", "/api/batches/nope", route={"batch_id": "nope"})[0]
-        == 404
-    )
+    unknown = "0" * 32
+    assert call_http(loop, durable, http.get_batch, "GET", "/", route={"batch_id": unknown})[0] == 404
+    # What is not a batch id never reaches a query: 32 hex digits or a 400.
+    for bad in ("nope", "' or 1 eq 1 or '", "A" * 32):
+        assert call_http(loop, durable, http.get_batch, "GET", "/", route={"batch_id": bad})[0] == 400
 
     # Replay from silver: state goes back to BRONZE_DONE, a new run with the same instance id.
     status, replayed = call_http(
@@ -427,19 +429,19 @@ def test_activity_records_permanent_failure_instead_of_raising(
 ) -> None:
     truncated = next(f for f in day() if f.kind == "truncated")
     good = next(f for f in day() if f.kind == "capture")
-    ops = blueprints.operations()
+    app = blueprints.app()
     bad_uri, good_uri = land(app_settings, [truncated, good])
-    bad, ok = ops.pipeline.register(bad_uri), ops.pipeline.register(good_uri)
-    ref = BatchRef(bad.batch_id, bad.dataset, bad.source, bad.size, bad.etag).to_dict()
+    bad, ok = (register(app.settings, app.states, app.storage.info(u)) for u in (bad_uri, good_uri))
+    ref = bad.ref.to_dict()
     assert activities.validate_batch.build().get_user_function()(batch=ref)["state"] == "QUARANTINED"
 
-    def violated(_: BatchRef) -> dict[str, Any]:
+    def violated(ctx: Any, batch: Any) -> Any:
         raise ConfigError("SILVER_SCHEMA lost its key column")
 
-    monkeypatch.setattr(ops.pipeline, "silver", violated)
-    ok_ref = BatchRef(ok.batch_id, ok.dataset, ok.source, ok.size, ok.etag).to_dict()
-    for layer in ("validate", "bronze"):
-        run_step(ops.pipeline, layer, ok_ref)
+    monkeypatch.setitem(layers.WORK, Layer.SILVER, violated)
+    ok_ref = ok.ref.to_dict()
+    for layer in (Layer.VALIDATE, Layer.BRONZE):
+        layers.run(app.context, layer, ok.ref)
     result = activities.merge_silver.build().get_user_function()(batch=ok_ref)
     assert result["state"] == "FAILED" and "ConfigError" in result["error"]
     failed = activities.fail_batch.build().get_user_function()(failure={"batch": ok_ref, "error": "x"})
@@ -464,45 +466,49 @@ def test_backfill_starts_each_file_once_and_skips_done(
 
 
 def test_maintenance_compacts_vacuums_and_records(app_settings: Settings) -> None:
-    ops = blueprints.operations()
+    app = blueprints.app()
+    runner = Runner(app.context, retry=FAST_RETRY)
     for uri in land(app_settings, [f for f in day() if f.kind == "capture"][:3]):
-        ops.pipeline.run(uri)
-    silver_before = business_silver(ops)
-    summary = run_maintenance(app_settings.__class__.from_env())
+        runner.run(app.storage.info(uri))
+    silver_before = business_silver(app)
+    summary = run_maintenance(app.context, app.ledger)
     by_table = {t["table"]: t for t in summary["tables"]}
     assert summary["failed"] == 0
-    assert by_table["bronze/user_activity"]["files_removed"] >= 3
-    assert by_table["bronze/user_activity"]["files_added"] == 1
-    assert_frame_equal(business_silver(ops), silver_before)
-    assert ops.ledger.maintenance_runs(1)[0]["tables"] == summary["tables"]
+    assert by_table["bronze/user_activity"]["files_before"] >= 3
+    assert by_table["bronze/user_activity"]["files_after"] == 1
+    assert_frame_equal(business_silver(app), silver_before)
+    assert app.ledger.maintenance_runs(1)[0]["tables"] == summary["tables"]
 
 
 # -- concurrency ----------------------------------------------------------------------------------
-def business_silver(ops: Operations) -> pl.DataFrame:
-    return ops.pipeline.lake.scan("silver/user_activity").select(BUSINESS_SILVER).collect().sort("log_id")
+def handles(app: App) -> dict[str, Any]:
+    return app.context.tables(USER_ACTIVITY.dataset).by_short_name()
 
 
-def gold_rows(ops: Operations, table: str) -> pl.DataFrame:
-    frame = ops.pipeline.lake.scan(table).collect()
-    return frame.drop("_source_version").sort(frame.drop("_source_version").columns)
+def business_silver(app: App) -> pl.DataFrame:
+    return handles(app)["silver"].snapshot().scan().select(BUSINESS_SILVER).collect().sort("log_id")
 
 
-def run_batch_like_the_app(ops: Operations, uri: str) -> str:
-    batch = ops.pipeline.register(uri)
-    ref = BatchRef(batch.batch_id, batch.dataset, batch.source, batch.size, batch.etag).to_dict()
-    result: dict[str, Any] = {}
+def gold_rows(app: App, table: str) -> pl.DataFrame:
+    frame = handles(app)[table].snapshot().scan().collect().drop(SOURCE_VERSION)
+    return frame.sort(frame.columns)
+
+
+def run_batch_like_the_app(app: App, uri: str) -> str:
+    batch = register(app.settings, app.states, app.storage.info(uri))
+    state = batch.state
     for layer in LAYERS:
-        result = run_step(ops.pipeline, layer, ref)
-        if result["state"] in ("GOLD_DONE", "EMPTY", "QUARANTINED", "FAILED"):
+        state = layers.run(app.context, layer, batch.ref).state
+        if state.stops:
             break
-    return str(result["state"])
+    return str(state)
 
 
 @pytest.mark.slow
 def test_eight_concurrent_batches_land_the_same_rows_as_a_sequential_run(
     azurite_connection: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    results: dict[str, tuple[float, list[str], Operations]] = {}
+    results: dict[str, tuple[float, list[str], App]] = {}
     for mode in ("sequential", "concurrent"):
         suffix = f"{mode[:3]}{int(time.time() * 1000) % 10**8}"
         settings = make_settings(
@@ -511,9 +517,10 @@ def test_eight_concurrent_batches_land_the_same_rows_as_a_sequential_run(
             capture_uri=f"az://capture{suffix}",
             quarantine_uri=f"az://quar{suffix}",
         )
-        ops = Operations(settings)
+        ops = build(settings)
         uris = land(settings, day())
-        ops.pipeline._ensure_tables(USER_ACTIVITY)  # creating the tables is not what is measured
+        for handle in handles(ops).values():  # creating the tables is not what is measured
+            handle.snapshot()
         started = time.perf_counter()
         if mode == "sequential":
             states = [run_batch_like_the_app(ops, uri) for uri in uris]

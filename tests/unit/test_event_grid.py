@@ -28,7 +28,8 @@ from shared.events import (
 )
 from shared.settings import AZURITE_CONNECTION, Settings
 
-STORAGE = Storage(AZURITE_CONNECTION)  # parses URLs only; no request is made
+# Parses URLs only; no request is made.
+STORAGE = Storage(Settings.from_env({"AzureWebJobsStorage": AZURITE_CONNECTION}).lake_storage)
 OURS = CaptureTarget("devstoreaccount1", "capture", "")
 
 SDK_BLOB = CaptureTarget("oc2d2817345i60006", "oc2d2817345i200097container", "")

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 import function_app
+from shared.batches import FAIL_ACTIVITY, LAYERS, ORCHESTRATOR
 from shared.events import EVENT_FUNCTION
-from shared.orchestration import ACTIVITY_FAIL, LAYERS, ORCHESTRATOR
 
 
 def functions() -> list[Any]:
@@ -32,7 +32,7 @@ def trigger(name: str) -> dict[str, Any]:
 
 def test_every_function_is_indexed_once() -> None:
     names = [f.get_function_name() for f in functions()]
-    activities = [activity for _, activity in LAYERS] + [ACTIVITY_FAIL]
+    activities = [layer.activity for layer in LAYERS] + [FAIL_ACTIVITY]
     expected = {
         EVENT_FUNCTION,
         ORCHESTRATOR,
@@ -61,14 +61,14 @@ def test_orchestrator_and_activities_bind_by_name() -> None:
         "direction": "IN",
         "orchestration": ORCHESTRATOR,
     }
-    for _, activity in LAYERS:
-        assert trigger(activity) == {
+    for layer in LAYERS:
+        assert trigger(layer.activity) == {
             "type": "activityTrigger",
             "name": "batch",
             "direction": "IN",
-            "activity": activity,
+            "activity": layer.activity,
         }
-    assert trigger(ACTIVITY_FAIL)["activity"] == ACTIVITY_FAIL
+    assert trigger(FAIL_ACTIVITY)["activity"] == FAIL_ACTIVITY
 
 
 @pytest.mark.parametrize(

@@ -21,16 +21,12 @@ import azure.durable_functions as df
 import pytest
 
 import function_app
-from shared.orchestration import (
-    ACTIVITY_BRONZE,
-    ACTIVITY_FAIL,
-    ACTIVITY_GOLD,
-    ACTIVITY_SILVER,
-    ACTIVITY_VALIDATE,
-    ORCHESTRATOR,
-    RETRY,
-    run_batch,
-)
+from shared.batches import FAIL_ACTIVITY as ACTIVITY_FAIL
+from shared.batches import ORCHESTRATOR, Layer
+from shared.orchestration import RETRY_OPTIONS as RETRY
+from shared.orchestration import run_batch
+
+ACTIVITY_VALIDATE, ACTIVITY_BRONZE, ACTIVITY_SILVER, ACTIVITY_GOLD = (layer.activity for layer in Layer)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "durable"
 REF = {

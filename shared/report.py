@@ -1,0 +1,123 @@
+"""What the CLI prints: batch tables, table contents and the demo's summary of one lake."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from shared.batches import HEADLINE_COUNTS, BatchState
+from shared.contracts import CONTRACTS
+
+if TYPE_CHECKING:
+    from shared.adapters.lake import Table
+    from shared.app import App
+
+
+def table_names() -> list[str]:
+    """Every table ``show`` prints: bronze, quarantine, silver and each gold table by name."""
+    names = ["bronze", "quarantine", "silver"]
+    for contract in CONTRACTS.values():
+        names += [t.name for t in contract.gold]
+    return names
+
+
+def table(app: App, name: str) -> Table:
+    """The table ``show`` calls ``name`` (gold tables by their own name)."""
+    for dataset in CONTRACTS:
+        tables = app.context.tables(dataset).by_short_name()
+        found = tables.get(name) or tables.get(f"gold.{name}")
+        if found is not None:
+            return found
+    raise KeyError(name)
+
+
+def frame_text(frame: pl.DataFrame, *, rows: int) -> str:
+    with pl.Config(
+        tbl_rows=rows, tbl_cols=30, fmt_str_lengths=40, tbl_width_chars=220, tbl_hide_dataframe_shape=True
+    ):
+        return str(frame)
+
+
+def batch_table(batches: list[BatchState]) -> str:
+    """Batches as a printable table: state, counts and where the file came from."""
+    if not batches:
+        return "no batches"
+    rows = [
+        {
+            "batch": b.batch_id[:12],
+            "state": b.state.value,
+            "route": b.route.value if b.route else "",
+            "source": _short(b.source, 34),
+            "rows_in": b.counts.rows_in or 0,
+            "valid": b.counts.rows_valid or 0,
+            "quarantined": b.counts.rows_quarantined or 0,
+            "inserted": b.counts.silver_inserted or 0,
+            "dups": b.counts.duplicates_dropped or 0,
+            "seconds": round(sum(b.durations.values()), 2),
+            "error": (b.error or "")[:60],
+        }
+        for b in batches
+    ]
+    with pl.Config(
+        tbl_rows=len(rows),
+        tbl_cols=12,
+        fmt_str_lengths=60,
+        tbl_width_chars=220,
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+    ):
+        return str(pl.DataFrame(rows))
+
+
+def summary(app: App) -> str:
+    """What a run left in this lake: batch states and totals, table sizes and versions, top users."""
+    batches = sorted(app.states.list(lake=app.settings.lake_uri), key=lambda b: b.source)
+    lines = [batch_table(batches), ""]
+    by_state = Counter(b.state.value for b in batches)
+    totals = {key: sum(int(b.counts.to_dict().get(key, 0)) for b in batches) for key in HEADLINE_COUNTS[1:]}
+    unbalanced = [b.batch_id for b in batches if b.counts.unbalanced()]
+    lines.append("batches by state: " + ", ".join(f"{k}={v}" for k, v in sorted(by_state.items())))
+    lines.append("rows: " + ", ".join(f"{k}={v}" for k, v in totals.items()))
+    lines.append("accounting: " + ("every batch balances" if not unbalanced else f"UNBALANCED {unbalanced}"))
+    lines.append("")
+    sizes = []
+    for dataset in CONTRACTS:
+        for name, handle in app.context.tables(dataset).by_short_name().items():
+            if handle.exists():
+                snapshot = handle.snapshot()
+                sizes.append(
+                    {
+                        "table": name,
+                        "rows": snapshot.rows(),
+                        "files": snapshot.files().height,
+                        "version": snapshot.version,
+                    }
+                )
+    with pl.Config(
+        tbl_rows=20, tbl_width_chars=220, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True
+    ):
+        lines.append(str(pl.DataFrame(sizes)))
+        users = table(app, "user_watch_time")
+        if users.exists():
+            top = (
+                users.snapshot()
+                .scan()
+                .sort("total_watch_sec", descending=True)
+                .head(10)
+                .select(
+                    "user_id",
+                    (pl.col("total_watch_sec") / 3600).round(2).alias("watch_hours"),
+                    "events",
+                    "first_event_time",
+                    "last_event_time",
+                )
+                .collect()
+            )
+            lines += ["", "top users by watch time", str(top)]
+    return "\n".join(lines)
+
+
+def _short(uri: str, width: int) -> str:
+    return uri if len(uri) <= width else "…" + uri[-(width - 1) :]
