@@ -20,30 +20,30 @@ bp = df.Blueprint()
 
 
 @bp.activity_trigger(input_name="batch", activity=ACTIVITY_VALIDATE)
-def validate_batch(batch: dict[str, Any]) -> dict[str, Any]:
+def validate_batch(batch: dict) -> dict[str, Any]:
     """Check the file is readable, count its records and record its route (may end EMPTY/QUARANTINED)."""
     return run_step(operations().pipeline, "validate", batch)
 
 
 @bp.activity_trigger(input_name="batch", activity=ACTIVITY_BRONZE)
-def write_bronze(batch: dict[str, Any]) -> dict[str, Any]:
+def write_bronze(batch: dict) -> dict[str, Any]:
     """Append the batch's valid rows to bronze and its rejects to quarantine."""
     return run_step(operations().pipeline, "bronze", batch)
 
 
 @bp.activity_trigger(input_name="batch", activity=ACTIVITY_SILVER)
-def merge_silver(batch: dict[str, Any]) -> dict[str, Any]:
+def merge_silver(batch: dict) -> dict[str, Any]:
     """Dedupe, enrich and insert the batch's new keys into silver (a checked append, not a MERGE)."""
     return run_step(operations().pipeline, "silver", batch)
 
 
 @bp.activity_trigger(input_name="batch", activity=ACTIVITY_GOLD)
-def update_gold(batch: dict[str, Any]) -> dict[str, Any]:
+def update_gold(batch: dict) -> dict[str, Any]:
     """Fold the batch's silver rows into each gold table, for the keys it touched."""
     return run_step(operations().pipeline, "gold", batch)
 
 
 @bp.activity_trigger(input_name="failure", activity=ACTIVITY_FAIL)
-def fail_batch(failure: dict[str, Any]) -> dict[str, Any]:
+def fail_batch(failure: dict) -> dict[str, Any]:
     """Record FAILED for a batch whose step ran out of retries."""
     return fail_step(operations().pipeline, failure)
