@@ -247,7 +247,11 @@ class Worker:
         pb.add_FunctionRpcServicer_to_server(_Servicer(self._stream), self._server)
         port = self._server.add_insecure_port("127.0.0.1:0")
         self._server.start()
-        env = {**os.environ, "FUNCTIONS_WORKER_RUNTIME": "python", "AzureWebJobsScriptRoot": str(self.app_dir)}
+        env = {
+            **os.environ,
+            "FUNCTIONS_WORKER_RUNTIME": "python",
+            "AzureWebJobsScriptRoot": str(self.app_dir),
+        }
         for name, value in self.env.items():
             if value is None:
                 env.pop(name, None)
@@ -256,13 +260,31 @@ class Worker:
         env.pop("PYTHONPATH", None)
         fd, self._log_path = tempfile.mkstemp(prefix="tributary-worker-", suffix=".log")
         self._stderr = os.fdopen(fd, "wb")
-        command = [sys.executable, str(PROXY), "--host", "127.0.0.1", "--port", str(port),
-                   "--workerId", self.worker_id, "--requestId", self.request_id,
-                   "--grpcMaxMessageLength", str(2**31 - 1), "--protos", str(worker_protos.PROTOS_DIR)]
+        command = [
+            sys.executable,
+            str(PROXY),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workerId",
+            self.worker_id,
+            "--requestId",
+            self.request_id,
+            "--grpcMaxMessageLength",
+            str(2**31 - 1),
+            "--protos",
+            str(worker_protos.PROTOS_DIR),
+        ]
         if self.report:
             command += ["--report", str(self.report)]
         self._process = subprocess.Popen(
-            command, cwd=self.app_dir, env=env, stdin=subprocess.DEVNULL, stdout=self._stderr, stderr=self._stderr
+            command,
+            cwd=self.app_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._stderr,
+            stderr=self._stderr,
         )
         self._reader = threading.Thread(target=self._read, name="host-router", daemon=True)
         self._reader.start()
@@ -285,7 +307,8 @@ class Worker:
         if self.init_response.result.status != pb.StatusResult.Success:
             return self
         metadata = self.request(
-            "functions_metadata_request", pb.FunctionsMetadataRequest(function_app_directory=str(self.app_dir))
+            "functions_metadata_request",
+            pb.FunctionsMetadataRequest(function_app_directory=str(self.app_dir)),
         )
         self.metadata = list(metadata.function_metadata_results)
         for function in self.metadata:
@@ -397,7 +420,9 @@ class Worker:
                 kind = message.WhichOneof("content")
                 if kind == "rpc_log":
                     log = message.rpc_log
-                    entry = Log(LEVELS.get(log.level, str(log.level)), log.category, log.message, log.invocation_id)
+                    entry = Log(
+                        LEVELS.get(log.level, str(log.level)), log.category, log.message, log.invocation_id
+                    )
                     if log.invocation_id:
                         self._logs.setdefault(log.invocation_id, []).append(entry)
                     else:

@@ -45,8 +45,18 @@ def install(directory: Path, wheel: str = WHEEL) -> Path:
     target = directory / PACKAGE
     with tempfile.TemporaryDirectory() as scratch:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-             "--no-deps", "--dest", scratch, wheel],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--dest",
+                scratch,
+                wheel,
+            ],
             check=True,
         )
         (archive,) = Path(scratch).glob("*.whl")

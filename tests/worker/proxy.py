@@ -42,8 +42,17 @@ from pathlib import Path
 from typing import Any
 
 STARTED = time.time()
-HEAVY_MODULES = ("polars", "deltalake", "pyarrow", "numpy", "numba", "azure.storage.blob",
-                 "azure.data.tables", "fastavro", "pandas")
+HEAVY_MODULES = (
+    "polars",
+    "deltalake",
+    "pyarrow",
+    "numpy",
+    "numba",
+    "azure.storage.blob",
+    "azure.data.tables",
+    "fastavro",
+    "pandas",
+)
 
 
 @dataclass
@@ -76,15 +85,21 @@ class Proxy:
         except RuntimeError:
             task = None
         found = getattr(task, "invocation_id", None) if task is not None else None
-        return found or self.library.invocation_id_cv.get() or self.thread_invocations.get(threading.get_ident())
+        return (
+            found or self.library.invocation_id_cv.get() or self.thread_invocations.get(threading.get_ident())
+        )
 
     def log(self, record: logging.LogRecord, message: str) -> None:
         rpc_log = self.protos.RpcLog
         level = (
-            rpc_log.Critical if record.levelno >= logging.CRITICAL
-            else rpc_log.Error if record.levelno >= logging.ERROR
-            else rpc_log.Warning if record.levelno >= logging.WARNING
-            else rpc_log.Information if record.levelno >= logging.INFO
+            rpc_log.Critical
+            if record.levelno >= logging.CRITICAL
+            else rpc_log.Error
+            if record.levelno >= logging.ERROR
+            else rpc_log.Warning
+            if record.levelno >= logging.WARNING
+            else rpc_log.Information
+            if record.levelno >= logging.INFO
             else rpc_log.Debug
         )
         # proxy_worker.logging.is_system_log_category
@@ -109,8 +124,10 @@ class Proxy:
 
         options = []
         if self.args.grpc_max_msg_len:
-            options = [("grpc.max_receive_message_length", self.args.grpc_max_msg_len),
-                       ("grpc.max_send_message_length", self.args.grpc_max_msg_len)]
+            options = [
+                ("grpc.max_receive_message_length", self.args.grpc_max_msg_len),
+                ("grpc.max_send_message_length", self.args.grpc_max_msg_len),
+            ]
         channel = grpc.insecure_channel(f"{self.args.host}:{self.args.port}", options)
         grpc.channel_ready_future(channel).result(timeout=5.0)
         stub = self.protos.FunctionRpcStub(channel)
@@ -149,7 +166,9 @@ class Proxy:
             )
             self.send(function_environment_reload_response=response)
         elif kind == "functions_metadata_request":
-            response = await self.library.functions_metadata_request(WorkerRequest("WorkerMetadataRequest", request))
+            response = await self.library.functions_metadata_request(
+                WorkerRequest("WorkerMetadataRequest", request)
+            )
             self.send(function_metadata_response=response)
         elif kind == "function_load_request":
             response = await self.library.function_load_request(WorkerRequest("FunctionLoadRequest", request))
@@ -162,7 +181,9 @@ class Proxy:
             if task is not None:
                 task.invocation_id = invocation_id  # type: ignore[attr-defined]
             self.thread_invocations[threading.get_ident()] = invocation_id
-            response = await self.library.invocation_request(WorkerRequest("FunctionInvocationRequest", request))
+            response = await self.library.invocation_request(
+                WorkerRequest("FunctionInvocationRequest", request)
+            )
             self.send(invocation_response=response)
         else:
             logging.getLogger("proxy_worker").error("Unknown StreamingMessage content type: %s", kind)
