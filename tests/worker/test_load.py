@@ -36,6 +36,8 @@ def func_start() -> Iterator[Worker]:
     assert settings["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"
     assert settings["FUNCTIONS_WORKER_RUNTIME"] == "python"
     with Worker(env=settings) as worker:
+        result = worker.init_response.result
+        assert status(result) == "Success", f"the worker refused the app: {result.exception.message}"
         yield worker
 
 
