@@ -16,8 +16,9 @@ gets exactly the environment an app setting change would give it.
 
 Where it differs from the host: ``WorkerInitRequest.capabilities`` is empty and
 ``log_categories`` unset (the host sends its own); trigger metadata carries only what a test
-passes (the host adds ``sys`` and the trigger's binding data); one request at a time is
-what the tests send, but the stream itself is asynchronous like the host's.
+passes (the host adds ``sys`` and the trigger's binding data); ``FunctionLoadRequest``
+carries the worker's own metadata back (the host sends what it registered from it). Like
+the host's, the stream is asynchronous: several invocations may be in flight at once.
 """
 
 from __future__ import annotations
