@@ -9,11 +9,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 NODE_STAMP := node_modules/.installed-$(shell cksum < package.json | cut -d' ' -f1)
+# The FunctionRpc protos the tests speak to the real worker with (tests/worker/protos.py says why apart).
+PROTOS_STAMP := $(VENV)/worker-protos/.installed-$(shell cksum < tests/worker/protos.py | cut -d' ' -f1)
 
 # Local runs talk to Azurite unless the environment or local.settings.json says otherwise.
 export AzureWebJobsStorage ?= UseDevelopmentStorage=true
 
-.PHONY: help venv node kernels azurite azurite-stop demo test lint typecheck unit bench clean
+.PHONY: help venv node worker-protos kernels azurite azurite-stop demo test lint typecheck unit bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -29,6 +31,12 @@ $(NODE_STAMP): package.json
 	@rm -f node_modules/.installed-* && touch $@
 
 venv: $(STAMP) ## Create .venv with the pinned requirements
+
+$(PROTOS_STAMP): $(STAMP) tests/worker/protos.py
+	$(PY) -m tests.worker.protos $(VENV)/worker-protos
+	@rm -f $(VENV)/worker-protos/.installed-* && touch $@
+
+worker-protos: $(PROTOS_STAMP) ## Extract the Functions worker's compiled protos into .venv/worker-protos (tests only)
 
 node: $(NODE_STAMP) ## Install Azurite from npm (pinned in package.json)
 
@@ -50,7 +58,7 @@ lint: venv ## ruff
 typecheck: venv ## mypy (strict on shared/ and databricks_jobs/)
 	$(PY) -m mypy
 
-test: venv node kernels lint typecheck ## Lint, type-check and run the tests (they start their own Azurite)
+test: venv node worker-protos kernels lint typecheck ## Lint, type-check and run the tests (they start their own Azurite)
 	$(PY) -m pytest
 
 unit: venv ## The unit tests only: no Node, no Azurite, no kernel build (numba compiles the loops)

@@ -9,8 +9,10 @@ import azure.functions as func
 
 from shared.blueprints import activities, event_grid, http, maintenance, orchestrator
 
-# The Azure SDKs log every HTTP request at INFO; the pipeline's own logs are what matter.
-logging.getLogger("azure").setLevel(logging.WARNING)
+# The Azure SDKs log every HTTP request (and identity token fetch) at INFO; the pipeline's own
+# logs are what matter. Not the whole "azure" logger: the worker itself logs under azure.functions.
+for noisy in ("azure.core.pipeline.policies.http_logging_policy", "azure.identity"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint in (event_grid.bp, orchestrator.bp, activities.bp, http.bp, maintenance.bp):

@@ -1,0 +1,1 @@
+"""Stand-ins shared by the integration and worker tests, for what cannot run here."""
