@@ -50,6 +50,9 @@ class Schema(enum.IntEnum):
     V2 = 1
     V3 = 2
 
+    def __str__(self) -> str:  # test ids read V1, V2, V3
+        return self.name
+
 
 class EventType(enum.IntEnum):
     """DTFx ``History/EventType.cs``: a C# enum numbered from 0 in declaration order."""
