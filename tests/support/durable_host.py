@@ -102,6 +102,39 @@ class Stuck(AssertionError):
     """The instance is running with nothing left to deliver: it would wait forever."""
 
 
+class Worker:
+    """Runs scripted activities: a scheduled task in, its TaskCompleted or TaskFailed event out."""
+
+    def __init__(self, activities: Mapping[str, Script]) -> None:
+        self.scripts = {k: v if callable(v) else list(v) for k, v in activities.items()}
+
+    def run(self, task: ScheduleTask, at: datetime, execution: int) -> tuple[ActivityCall, dict[str, Any]]:
+        script = self.scripts.get(task.name)
+        if script is None:
+            raise ScriptError(f"activity {task.name!r} was called but is not scripted")
+        raw = json.loads(task.input or "[null]")[0]  # DTFx's parameters array; inside it, the SDK's JSON text
+        call = ActivityCall(
+            task.name, json.loads(raw) if isinstance(raw, str) else raw, task.id, at, execution
+        )
+        if callable(script):
+            outcome = script(call)
+        elif script:
+            outcome = script.pop(0)
+        else:
+            raise ScriptError(f"activity {task.name!r} was called more often than scripted: {call}")
+        done = at + outcome.after
+        if isinstance(outcome, Returns):
+            return call, event(
+                EventType.TASK_COMPLETED, done, TaskScheduledId=task.id, Result=dotnet_json(outcome.value)
+            )
+        # TaskActivityShim: the reason names the activity; the details are the serialised cause.
+        reason = f"Activity function '{task.name}' failed: {outcome.message}"
+        details = dotnet_json({"ClassName": "System.Exception", "Message": outcome.message})
+        return call, event(
+            EventType.TASK_FAILED, done, TaskScheduledId=task.id, Reason=reason, Details=details
+        )
+
+
 @dataclass
 class Instance:
     """What one run left behind, as the host would store and report it."""
@@ -129,7 +162,7 @@ class Instance:
 
     def timer_delays(self) -> list[timedelta]:
         """Each TimerCreated's FireAt less the start of the episode that created it."""
-        delays, started = [], START
+        delays, started = [], parse_time(self.history[0]["Timestamp"])
         for e in self.history:
             if e["EventType"] == EventType.ORCHESTRATOR_STARTED:
                 started = parse_time(e["Timestamp"])
@@ -174,7 +207,7 @@ class DurableHost:
         max_episodes: int = 500,
     ) -> None:
         self.orchestrator = orchestrator
-        self.scripts = {k: v if callable(v) else list(v) for k, v in activities.items()}
+        self.worker = Worker(activities)
         self.schema = schema
         self.name = name
         self.instance_id = instance_id
@@ -366,34 +399,6 @@ class DurableHost:
         self._episode([self._started, closing], moment)
 
     def _run_activity(self, task: ScheduleTask, at: datetime) -> None:
-        script = self.scripts.get(task.name)
-        if script is None:
-            raise ScriptError(f"activity {task.name!r} was called but is not scripted")
-        raw = json.loads(task.input or "[null]")[0]
-        call = ActivityCall(
-            task.name,
-            json.loads(raw) if isinstance(raw, str) else raw,
-            task.id,
-            at,
-            len(self._instance.executions) - 1,
-        )
+        call, result = self.worker.run(task, at, len(self._instance.executions) - 1)
         self._instance.calls.append(call)
-        if callable(script):
-            outcome = script(call)
-        elif script:
-            outcome = script.pop(0)
-        else:
-            raise ScriptError(f"activity {task.name!r} was called more often than scripted: {call}")
-        done = at + outcome.after
-        if isinstance(outcome, Returns):
-            result = event(
-                EventType.TASK_COMPLETED, done, TaskScheduledId=task.id, Result=dotnet_json(outcome.value)
-            )
-        else:
-            # TaskActivityShim: the reason names the activity; the details are the serialised cause.
-            reason = f"Activity function '{task.name}' failed: {outcome.message}"
-            details = dotnet_json({"ClassName": "System.Exception", "Message": outcome.message})
-            result = event(
-                EventType.TASK_FAILED, done, TaskScheduledId=task.id, Reason=reason, Details=details
-            )
-        self._send(result, done)
+        self._send(result, parse_time(result["Timestamp"]))
