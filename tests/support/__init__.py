@@ -1,1 +1,1 @@
-"""Stand-ins shared by the integration and worker tests, for what cannot run here."""
+"""Stand-ins for the services nothing real can run here (Durable extension and host), and fakes."""

@@ -250,7 +250,8 @@ def test_http_get_batch_and_list_batches(
 
 def test_http_unknown_batch_is_404_and_bad_input_is_400(app_worker: Worker, durable: FakeDurable) -> None:
     unknown = "0" * 32
-    missing = call(app_worker, durable, "get_batch", "GET", f"/api/batches/{unknown}", route={"batch_id": unknown})
+    url = f"/api/batches/{unknown}"
+    missing = call(app_worker, durable, "get_batch", "GET", url, route={"batch_id": unknown})
     assert missing.status == 404 and unknown in missing.json()["error"]
     bad = call(app_worker, durable, "get_batch", "GET", "/api/batches/nope", route={"batch_id": "nope"})
     assert bad.status == 400 and "not a batch id" in bad.json()["error"]
