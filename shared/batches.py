@@ -93,6 +93,54 @@ class Layer(Enum):
 LAYERS: tuple[Layer, ...] = tuple(Layer)
 ORCHESTRATOR = "batch_orchestrator"
 FAIL_ACTIVITY = "fail_batch"
+# The Databricks route's activities: a layer's Spark run is submitted, polled between
+# durable timers, and cancelled when the orchestration's deadline passes.
+SUBMIT_ACTIVITY = "submit_run"
+POLL_ACTIVITY = "poll_run"
+CANCEL_ACTIVITY = "cancel_run"
+#: The longest wait between two polls of a Databricks run.
+MAX_POLL_SECONDS = 600
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatus:
+    """Where a Databricks run is, in the Jobs API's own words.
+
+    ``life_cycle`` is a ``RunLifeCycleState`` (PENDING, QUEUED, RUNNING, TERMINATING,
+    TERMINATED, SKIPPED, INTERNAL_ERROR, BLOCKED, WAITING_FOR_RETRY) and ``result`` a
+    ``RunResultState`` (SUCCESS, FAILED, TIMEDOUT, CANCELED, ...) once there is one.
+    """
+
+    run_id: int
+    life_cycle: str
+    result: str | None = None
+    message: str = ""
+    url: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.life_cycle in ("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
+
+    @property
+    def succeeded(self) -> bool:
+        return self.life_cycle == "TERMINATED" and self.result == "SUCCESS"
+
+    def describe(self) -> str:
+        outcome = self.life_cycle + (f"/{self.result}" if self.result else "")
+        return f"run {self.run_id} {outcome}: {self.message or 'no message'} ({self.url or 'no run page'})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "done": self.done, "succeeded": self.succeeded}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunStatus:
+        return cls(
+            int(data["run_id"]),
+            str(data["life_cycle"]),
+            data.get("result"),
+            data.get("message") or "",
+            data.get("url") or "",
+        )
 
 
 # -- counts ----------------------------------------------------------------------------------
@@ -256,6 +304,8 @@ class BatchState:
     durations: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None
     quarantined_to: str | None = None
+    runs: Mapping[str, int] = field(default_factory=dict)
+    """The Databricks run of each layer on the Databricks route."""
     revision: str | None = None
     """The store's version of the record (the Table entity's ETag); not part of the record."""
 
@@ -301,6 +351,7 @@ class BatchState:
             "durations": dict(self.durations),
             "error": self.error,
             "quarantined_to": self.quarantined_to,
+            "runs": dict(self.runs),
         }
 
 

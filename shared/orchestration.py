@@ -1,24 +1,47 @@
 """The per-batch orchestration: one activity per layer, walked in order.
 
 The generator is replayed from history on every wake-up, so it is deterministic: it does
-no I/O, reads no clock and no settings, and passes only the batch reference and the
-small step results (state, counts, versions) between activities.
+no I/O, reads no clock (only ``context.current_utc_datetime``) and no settings, and passes
+only the batch reference and the small step results (state, counts, versions, run ids)
+between activities.
 
 Transient failures are retried by the Durable runtime (``RETRY``, with backoff). A
-permanent one (a quarantined file, a contract violation) is not raised by the activity
-at all: the activity records it and returns the batch QUARANTINED or FAILED, and the
-orchestration stops there. When retries run out, ``fail_batch`` records FAILED with the
-last error.
+permanent one (a quarantined file, a contract violation, no Databricks workspace) is not
+raised by the activity at all: the activity records it and returns the batch QUARANTINED
+or FAILED, and the orchestration stops there. When retries run out, ``fail_batch``
+records FAILED with the last error.
+
+A batch that validate routes to Databricks runs each later layer as a Spark run: submit
+(idempotent, so a replay never starts a second run), then poll between durable timers
+whose interval doubles up to ``MAX_POLL_SECONDS``, never a wait inside an activity. A run
+that succeeded is recorded by the layer's own activity, which finds the run's commits in
+the lake; one that failed, or outlived its deadline (and is cancelled), ends the batch
+FAILED with the run id, its page and its message.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
+from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
 
-from shared.batches import FAIL_ACTIVITY, HEADLINE_COUNTS, LAYERS, RETRY, Layer, RetryPolicy, StepResult
+from shared.batches import (
+    CANCEL_ACTIVITY,
+    FAIL_ACTIVITY,
+    HEADLINE_COUNTS,
+    LAYERS,
+    MAX_POLL_SECONDS,
+    POLL_ACTIVITY,
+    RETRY,
+    SUBMIT_ACTIVITY,
+    Layer,
+    RetryPolicy,
+    Route,
+    RunStatus,
+    StepResult,
+)
 
 
 class BackoffRetryOptions(df.RetryOptions):
@@ -54,18 +77,54 @@ def run_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
     for layer in LAYERS:
         context.set_custom_status(custom_status(layer, result))
         try:
-            result = yield context.call_activity_with_retry(
-                layer.activity, RETRY_OPTIONS, ref, expected_type=dict
-            )
+            if layer is not Layer.VALIDATE and result.get("route") == Route.DATABRICKS.value:
+                result = yield from _on_databricks(context, layer, ref)
+            else:
+                result = yield _activity(context, layer.activity, ref)
         except Exception as exc:  # retries exhausted: the runtime reports it as a plain Exception
-            error = f"{layer} failed after {RETRY.attempts} attempts: {exc}"
-            result = yield context.call_activity_with_retry(
-                FAIL_ACTIVITY, RETRY_OPTIONS, {"batch": ref, "error": error}, expected_type=dict
-            )
+            result = yield from _fail(context, ref, f"{layer} failed after {RETRY.attempts} attempts: {exc}")
         context.set_custom_status(custom_status(layer, result))
         if StepResult.from_dict(result).state.stops:
             break
     return result
+
+
+def _on_databricks(
+    context: df.DurableOrchestrationContext, layer: Layer, ref: dict[str, Any]
+) -> Generator[Any, Any, dict[str, Any]]:
+    """One layer as a Databricks run: submit, poll between durable timers, then record it."""
+    submitted = yield _activity(context, SUBMIT_ACTIVITY, {"batch": ref, "layer": layer.label})
+    if "run" not in submitted:  # recorded FAILED by the activity (no workspace, a rejected request)
+        return dict(submitted)
+    run = RunStatus.from_dict(submitted["run"])
+    limit = int(submitted["timeout_seconds"])
+    deadline = context.current_utc_datetime + timedelta(seconds=limit)
+    wait = int(submitted["poll_seconds"])
+    while not run.done:
+        if context.current_utc_datetime >= deadline:
+            yield _activity(context, CANCEL_ACTIVITY, {"batch": ref, "run_id": run.run_id})
+            message = f"{layer} on Databricks: {run.describe()}; cancelled after {limit // 60} minutes"
+            return (yield from _fail(context, ref, message))
+        yield context.create_timer(context.current_utc_datetime + timedelta(seconds=wait))
+        wait = min(wait * 2, MAX_POLL_SECONDS)
+        run = RunStatus.from_dict(
+            (yield _activity(context, POLL_ACTIVITY, {"batch": ref, "run_id": run.run_id}))
+        )
+    if not run.succeeded:
+        return (yield from _fail(context, ref, f"{layer} on Databricks: {run.describe()}"))
+    recorded: dict[str, Any] = yield _activity(context, layer.activity, ref)
+    return recorded
+
+
+def _activity(context: df.DurableOrchestrationContext, name: str, payload: dict[str, Any]) -> Any:
+    return context.call_activity_with_retry(name, RETRY_OPTIONS, payload, expected_type=dict)
+
+
+def _fail(
+    context: df.DurableOrchestrationContext, ref: dict[str, Any], error: str
+) -> Generator[Any, Any, dict[str, Any]]:
+    failed: dict[str, Any] = yield _activity(context, FAIL_ACTIVITY, {"batch": ref, "error": error})
+    return failed
 
 
 def custom_status(layer: Layer, result: dict[str, Any]) -> dict[str, Any]:

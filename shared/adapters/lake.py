@@ -154,7 +154,9 @@ class Table:
         for entry in dt.history():
             if entry.get(APP_ID_KEY) == app_id:
                 added = (entry.get("operationMetrics") or {}).get("num_added_rows")
-                figures = json.loads(entry.get(FIGURES_KEY) or "{}")
+                # delta-rs writes the figures under their own key; Delta Spark can only set
+                # commitInfo.userMetadata, where the Databricks jobs put the same JSON.
+                figures = json.loads(entry.get(FIGURES_KEY) or entry.get("userMetadata") or "{}")
                 return Commit(int(entry["version"]), figures, None if added is None else int(added))
         # The transaction is in the snapshot but its commit info is no longer in the log
         # (log retention): the figures are gone, the commit is not.

@@ -149,6 +149,7 @@ def _entity(batch: BatchState) -> dict[str, Any]:
         "durations": json.dumps(dict(batch.durations), sort_keys=True),
         "error": batch.error or "",
         "quarantined_to": batch.quarantined_to or "",
+        "runs": json.dumps(dict(batch.runs), sort_keys=True),
         "received_at": batch.received_at,
     }
     for key in HEADLINE_COUNTS:
@@ -175,5 +176,6 @@ def _from_entity(entity: Mapping[str, Any]) -> BatchState:
         durations=json.loads(entity.get("durations") or "{}"),
         error=entity.get("error") or None,
         quarantined_to=entity.get("quarantined_to") or None,
+        runs=json.loads(entity.get("runs") or "{}"),
         revision=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
     )

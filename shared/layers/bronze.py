@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 import polars as pl
 
 from shared.adapters.lake import sql_literal
-from shared.batches import BatchState, Counts, State, commit_id
+from shared.batches import BatchState, Counts, Route, State, commit_id
 from shared.contracts import CONTRACTS
-from shared.errors import QuarantinedFile
+from shared.errors import QuarantinedFile, TransientError
 from shared.layers.context import Context, Outcome
 from shared.layers.quarantine import quarantine_file
 from shared.layers.tables import Tables
@@ -46,6 +46,11 @@ def work(ctx: Context, batch: BatchState) -> Outcome:
     )
     if bronze is not None and rejects is not None:
         return _recorded(tables, batch, bronze.version, rejects.version, landed)
+    if batch.route is Route.DATABRICKS:  # its Spark run writes bronze; never run it here instead
+        raise TransientError(
+            f"bronze of batch {batch.batch_id} ran on Databricks, but {bronze_id} and "
+            f"{quarantine_id} are not both in the lake yet"
+        )
 
     stamp = Stamp(batch.batch_id, batch.source, landed or batch_time(batch))
     with ctx.files.open(batch.source) as fh:

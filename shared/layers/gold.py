@@ -13,7 +13,7 @@ from functools import partial
 import polars as pl
 
 from shared.adapters.lake import Commit, Table
-from shared.batches import BatchState, State, commit_id
+from shared.batches import BatchState, Route, State, commit_id
 from shared.contracts import CONTRACTS, GoldTable
 from shared.errors import TransientError
 from shared.layers.context import Context, Outcome
@@ -28,6 +28,8 @@ def work(ctx: Context, batch: BatchState) -> Outcome:
     dates = list(batch.counts.event_dates or ())
     if not dates:
         return Outcome(State.GOLD_DONE)
+    if batch.route is Route.DATABRICKS:
+        return _from_spark(tables, batch)
     snapshot = tables.silver.snapshot()
     inserted = (
         snapshot.scan(batch_where(batch, contract.partition_by, dates))
@@ -49,6 +51,20 @@ def work(ctx: Context, batch: BatchState) -> Outcome:
             source = rows.with_columns(pl.lit(snapshot.version, pl.Int64).alias(schemas.SOURCE_VERSION))
             commit = handle.merge_once(
                 _conform(source, table, tables), table.keys, gold.updates(table), app_id
+            )
+        versions[f"gold.{name}"] = commit.version
+    return Outcome(State.GOLD_DONE, versions=versions)
+
+
+def _from_spark(tables: Tables, batch: BatchState) -> Outcome:
+    """The gold commits the batch's Spark run made: one per table, each found by its id."""
+    versions: dict[str, int | None] = {}
+    for name, (_, handle) in tables.gold.items():
+        app_id = commit_id(f"gold.{name}", batch.batch_id)
+        commit = handle.commit(app_id)
+        if commit is None:
+            raise TransientError(
+                f"gold of batch {batch.batch_id} ran on Databricks, but {app_id} is not in the lake yet"
             )
         versions[f"gold.{name}"] = commit.version
     return Outcome(State.GOLD_DONE, versions=versions)

@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 
 from shared.adapters.lake import sql_in, sql_literal
-from shared.batches import SILVER_WRITER, BatchState, Counts, State, commit_id
+from shared.batches import SILVER_WRITER, BatchState, Counts, Route, State, commit_id
 from shared.contracts import CONTRACTS, Contract
 from shared.errors import TransientError
 from shared.layers.bronze import batch_time
@@ -46,6 +46,8 @@ def batch_where(batch: BatchState, column: str | None = None, values: list[str] 
 def work(ctx: Context, batch: BatchState) -> Outcome:
     contract = CONTRACTS[batch.dataset]
     tables = ctx.tables(batch.dataset)
+    if batch.route is Route.DATABRICKS:
+        return _from_spark(tables, contract, batch)
     rows = keyindex.BatchRows.of(tables.bronze.snapshot().scan(batch_where(batch)), batch.batch_id)
     keys = keyindex.index(rows, contract, keyindex.SCAN_ROWS)
     repeated = keyindex.repeats(rows, keys, contract)
@@ -59,6 +61,36 @@ def work(ctx: Context, batch: BatchState) -> Outcome:
         event_dates=tuple(dates),
     )
     return Outcome(State.SILVER_DONE, counts, versions={"silver": version})
+
+
+def _from_spark(tables: Tables, contract: Contract, batch: BatchState) -> Outcome:
+    """What the batch's Spark run inserted into silver, read from its commit and its rows."""
+    app_id = commit_id("silver", batch.batch_id)
+    commit = tables.silver.commit(app_id)
+    if commit is None:  # a run that succeeded commits, possibly nothing: it has not, yet
+        raise TransientError(
+            f"silver of batch {batch.batch_id} ran on Databricks, but {app_id} is not in the lake yet"
+        )
+    part = contract.partition_by
+    found = (
+        tables.silver.snapshot()
+        .scan(batch_where(batch))
+        .filter(pl.col("_batch_id") == batch.batch_id)
+        .select(part)
+        .collect()
+    )
+    if commit.rows is not None and commit.rows != found.height:
+        raise TransientError(f"silver commit {app_id} added {commit.rows} rows but {found.height} were found")
+    inserted = found.height
+    rows_valid = batch.counts.rows_valid if batch.counts.rows_valid is not None else inserted
+    repeated = commit.figures.get("duplicates_in_batch")
+    counts = Counts(
+        silver_inserted=inserted,
+        duplicates_dropped=rows_valid - inserted,
+        duplicates_in_batch=None if repeated is None else int(repeated),
+        event_dates=tuple(sorted(d.isoformat() for d in found.get_column(part).unique().to_list())),
+    )
+    return Outcome(State.SILVER_DONE, counts, versions={"silver": commit.version})
 
 
 class _Insert:
