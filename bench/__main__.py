@@ -143,6 +143,8 @@ class Runner:
         # so a parent that generated a 500 MB input would inflate every small case.
         result["peak_rss_mb"] = round(result.get("peak_rss_mb") or usage.ru_maxrss / 1024, 1)
         result["wall_seconds"] = round(time.perf_counter() - started, 3)
+        # The whole child's CPU time, imports included; a case's own grandchildren add theirs.
+        result["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 3)
         return result
 
 
@@ -195,6 +197,11 @@ def run(plan: Plan, *, verbose: bool) -> dict[str, Any]:
             head = str(plan.headline.path)
             # Without the ahead-of-time module a cold instance compiles the loops once
             # (numba caches them on local disk).
+            coldstart = runner.case("coldstart", {"repeats": plan.repeats})
+            cases["coldstart"] = {
+                k: coldstart[k] for k in ("median", "heavy_modules", "python", "worker_version")
+            }
+            _say(f"cold start of function_app in the real worker: {coldstart['median']}")
             cold = runner.case("compile", {}, env={"NUMBA_CACHE_DIR": str(work / "numba-cold")})
             cases["compile"] = {k: cold[k] for k in ("seconds", "cached_seconds", "ahead_of_time_seconds")}
             _say(
@@ -209,9 +216,15 @@ def run(plan: Plan, *, verbose: bool) -> dict[str, Any]:
                 cases[f"decode_{parser}"] = _summarise(runs)
                 _say(f"decode {parser}: {cases[f'decode_{parser}']['events_per_s']:,} events/s")
 
-            runs_by: dict[str, list[dict[str, Any]]] = {"baseline": [], **{v: [] for v in VARIANTS}}
+            runs_by: dict[str, list[dict[str, Any]]] = {
+                "baseline": [],
+                "ingest": [],
+                **{v: [] for v in VARIANTS},
+            }
             for i in range(plan.repeats):
                 runs_by["baseline"].append(runner.case("baseline", {"input": head}))
+                # The route as a user runs it: `python -m shared ingest FILE`, a whole process.
+                runs_by["ingest"].append(runner.case("ingest", {"input": head}))
                 for variant, options in VARIANTS.items():
                     runs_by[variant].append(runner.case("route", {"input": head, **options}))
                 _say(
@@ -229,7 +242,16 @@ def run(plan: Plan, *, verbose: bool) -> dict[str, Any]:
                 )
                 for variant in VARIANTS
             } | {"input": plan.headline.name}
+            # Whole processes against whole processes: the obvious implementation's child and
+            # `python -m shared ingest`, wall and CPU (user + sys), imports and all.
+            pairs = list(zip(base, runs_by["ingest"], strict=True))
+            cases["process_speedup"] = {
+                "wall": _median([b["wall_seconds"] / r["process_wall_seconds"] for b, r in pairs]),
+                "cpu": _median([b["cpu_seconds"] / r["process_cpu_seconds"] for b, r in pairs]),
+                "input": plan.headline.name,
+            }
             _say(f"speed-up over the obvious implementation, same run: {cases['speedup']}")
+            _say(f"as a user runs it (whole processes): {cases['process_speedup']}")
 
             for spec in (*plan.sizes, *plan.extra):
                 repeats = 1 if spec.events > 500_000 else plan.repeats
@@ -319,8 +341,12 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (1 if args.quick else 3)
     plan = quick_plan(repeats) if args.quick else full_plan(repeats)
     started = time.perf_counter()
+    load_before = os.getloadavg()
     results = run(plan, verbose=args.verbose)
-    results["machine"] = machine()
+    results["machine"] = machine() | {
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+    }
     results["elapsed_seconds"] = round(time.perf_counter() - started, 1)
     results["targets"] = report.targets(results)
     results["large_file_bytes"] = {v: report.large_file_bytes(results, v) for v in SIZE_VARIANTS}

@@ -73,10 +73,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    runs = [measure_once() for _ in range(args.repeats)]
-    result = {
+    result = summary([measure_once() for _ in range(args.repeats)])
+    print(json.dumps(result, indent=2))
+    return result
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The medians of several cold loads, what they imported, and every run."""
+    return {
         "case": "coldstart",
-        "repeats": args.repeats,
+        "repeats": len(runs),
         "median": {
             key: statistics.median(run[key] for run in runs)
             for key in ("spawn_to_loaded_s", "init_to_loaded_s", "peak_rss_mb")
@@ -86,8 +92,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "worker_version": runs[0]["worker_version"],
         "runs": runs,
     }
-    print(json.dumps(result, indent=2))
-    return result
 
 
 if __name__ == "__main__":
