@@ -17,7 +17,8 @@ With ``defect_rate`` > 0, records also carry the oddities the pipeline must surv
 The modules, in the order they build on each other: ``timestamps`` (epoch milliseconds and
 their text forms), ``capture`` (the Avro format), ``world`` (users and catalogue),
 ``sessions`` (the valid events), ``defects`` (what a record can carry wrong), ``files``
-(whole Capture files and days) and ``formats`` (the other landing formats).
+(whole Capture files and days), ``formats`` (the other landing formats) and ``stream``
+(events one at a time, as a live producer sends them).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from shared.dev.generator.files import (
 )
 from shared.dev.generator.formats import to_csv, to_ndjson, to_parquet_stream_analytics
 from shared.dev.generator.sessions import Event
+from shared.dev.generator.stream import ProducedEvent, activity_events
 
 # Not public: tests/unit/test_geo.py checks that the generator's address blocks resolve to
 # their countries, and reaches them here as it did when the generator was one module.
@@ -56,7 +58,9 @@ __all__ = [
     "Event",
     "FileKind",
     "GeneratedFile",
+    "ProducedEvent",
     "PropertiesVariant",
+    "activity_events",
     "capture_path",
     "capture_record",
     "clean_events",

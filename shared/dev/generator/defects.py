@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Final
 
@@ -11,6 +11,7 @@ import orjson
 
 from shared.dev.generator.sessions import Event, _EventSource
 from shared.dev.generator.timestamps import _iso_offset, _iso_z
+from shared.dev.generator.world import _User
 
 #: Kinds that break exactly one contract expectation, mapped to that expectation's name.
 INVALID_KINDS: Final[Mapping[str, str]] = MappingProxyType(
@@ -176,10 +177,24 @@ def _drop(event: Event, field: str, rng: random.Random, blanks: tuple[str, ...] 
         event[field] = way
 
 
+def _sent_key(user: _User) -> str | None:
+    """The partition key a user's client sends: most key by user id, some send none."""
+    return user.partition_key
+
+
 def _odd_record(
-    kind: str, source: _EventSource, defects: _Defects, enqueued_ms: int, rng: random.Random
+    kind: str,
+    source: _EventSource,
+    defects: _Defects,
+    enqueued_ms: int,
+    rng: random.Random,
+    key_of: Callable[[_User], str | None] = _sent_key,
 ) -> tuple[bytes, str | None, list[str]]:
-    """Body, partition key and valid log_ids of a record carrying a defect ``kind``."""
+    """Body, partition key and valid log_ids of a record carrying a defect ``kind``.
+
+    ``key_of`` gives the key a user's records are sent with; a re-sent duplicate keeps the
+    key it was remembered with.
+    """
     if kind == "duplicate_in_file":
         body, ids, key = rng.choice(defects.in_file)
         return body, key, ids
@@ -194,8 +209,8 @@ def _odd_record(
             body = orjson.dumps(events)
         else:
             body = b"\n".join(orjson.dumps(event) for event in events) + rng.choice((b"", b"\n"))
-        return body, batch[0][1].partition_key, [event["log_id"] for event in events]
+        return body, key_of(batch[0][1]), [event["log_id"] for event in events]
     event, user = source.next_event(enqueued_ms)
     event_id: str = event["log_id"]
     body = _defective_body(kind, event, enqueued_ms, rng)
-    return body, user.partition_key, [event_id] if kind in VALID_KINDS else []
+    return body, key_of(user), [event_id] if kind in VALID_KINDS else []
