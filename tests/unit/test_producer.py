@@ -195,8 +195,10 @@ def test_every_event_lands_in_exactly_one_batch_in_its_users_order() -> None:
     sent = events(2_000, defect_rate=0.1)
     hub, clock, out = FakeHub(max_size=4_096), FakeClock(), io.StringIO()
     hub.clock = clock
-    producer(hub, clock, out, rate=500.0).run(sent, len(sent))
+    report = producer(hub, clock, out, rate=500.0).run(sent, len(sent))
     assert Counter(hub.bodies()) == Counter(e.body for e in sent)
+    assert report.new_log_ids == len({log_id for e in sent for log_id in e.log_ids})
+    assert report.defective == sum(e.kind is not None for e in sent) > 0
     assert len(hub.bodies()) == len(sent)
     by_user: dict[str, list[bytes]] = {}
     for e in sent:
