@@ -128,5 +128,17 @@ class EventDeliveryError(PipelineError):
     """The local event poster could not deliver events to the Functions host."""
 
 
+class EventTooLarge(PermanentError):
+    """An event does not fit in an empty Event Hubs batch; ``python -m shared produce`` stops."""
+
+
+class EventHubRefused(PermanentError):
+    """Event Hubs refused the producer (sign-in, role, hub name, size); no retry can help."""
+
+
+class EventHubUnavailable(TransientError):
+    """Event Hubs kept failing in a way worth retrying until the producer's retries ran out."""
+
+
 class MaintenanceFailed(PipelineError):
     """At least one table could not be compacted or vacuumed; the summary says which and why."""

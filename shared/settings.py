@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -210,6 +210,9 @@ class Settings:
     instance_memory_mb: int
     """INSTANCE_MEMORY_MB: memory of one Function instance; GB-seconds per batch are counted with it."""
     databricks: Databricks
+    eventhub_connection_string: str | None = field(default=None, repr=False)
+    """EVENTHUB_CONNECTION_STRING: a connection string ``python -m shared produce`` may send
+    with instead of an identity; dev tools only, never read by the app."""
 
     @property
     def storage_connection(self) -> str:
@@ -278,6 +281,7 @@ class Settings:
                 timeout_minutes=read.integer("DATABRICKS_TIMEOUT_MINUTES", 120, least=1),
                 dbu_per_hour=read.number("DATABRICKS_DBU_PER_HOUR", 1.5),
             ),
+            eventhub_connection_string=read.text("EVENTHUB_CONNECTION_STRING", "") or None,
         )
 
 
@@ -374,10 +378,16 @@ SETTING_NAMES = (
     "DATABRICKS_POLL_SECONDS",
     "DATABRICKS_TIMEOUT_MINUTES",
     "DATABRICKS_DBU_PER_HOUR",
+    "EVENTHUB_CONNECTION_STRING",
 )
 #: Settings that carry a key or token: local runs only, never in infra/ (Azure signs in
 #: with the app's managed identity instead).
-CONNECTION_SETTINGS = ("AzureWebJobsStorage", "LAKE_STORAGE", "DATABRICKS_TOKEN")
+CONNECTION_SETTINGS = (
+    "AzureWebJobsStorage",
+    "LAKE_STORAGE",
+    "DATABRICKS_TOKEN",
+    "EVENTHUB_CONNECTION_STRING",
+)
 #: The identity-based forms of the storage settings, read when no connection string is
 #: set: what infra/ sets in Azure. ``__blobServiceUri``-style URIs may replace ``__accountName``.
 IDENTITY_SETTINGS = tuple(

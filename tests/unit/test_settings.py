@@ -67,3 +67,12 @@ def test_bad_values_fail_clearly() -> None:
         Settings.from_env({})
     with pytest.raises(ConfigError, match="CHUNK_ROWS must be an integer"):
         Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "CHUNK_ROWS": "many"})
+
+
+def test_the_eventhub_connection_string_is_read_but_never_shown() -> None:
+    secret = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=hush"
+    base = {"AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+    settings = Settings.from_env({**base, "EVENTHUB_CONNECTION_STRING": secret})
+    assert settings.eventhub_connection_string == secret
+    assert "hush" not in repr(settings)
+    assert Settings.from_env(base).eventhub_connection_string is None
