@@ -50,8 +50,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from shared import report
-
     parser = argparse.ArgumentParser(
         prog="python -m shared",
         description="Tributary: Event Hubs Capture files -> bronze, silver and gold Delta tables.",
@@ -93,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     batches.set_defaults(run=_batches)
 
     show = sub.add_parser("show", help="print a table", description="Print rows of a lake table.")
-    show.add_argument("table", choices=report.table_names())
+    show.add_argument("table", choices=table_names())
     show.add_argument("--json", action="store_true", help="print JSON rows")
     show.add_argument("--limit", type=int, default=20, help="rows to print (default 20)")
     show.set_defaults(run=_show)
@@ -120,7 +118,19 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--url", default=None, help="Functions host base URL (default http://localhost:7071)")
     events.add_argument("--function-name", default=None, help="Event Grid trigger function name")
     events.set_defaults(run=_events)
+
+    # Its flags only: the command itself loads azure-eventhub when it runs.
+    from shared.dev.producer.command import register
+
+    register(sub)
     return parser
+
+
+def table_names() -> list[str]:
+    """Every table ``show`` prints: bronze, quarantine, silver and each gold table by name."""
+    from shared.contracts import CONTRACTS
+
+    return ["bronze", "quarantine", "silver", *(t.name for c in CONTRACTS.values() for t in c.gold)]
 
 
 # -- commands ---------------------------------------------------------------------------------

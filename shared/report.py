@@ -15,14 +15,6 @@ if TYPE_CHECKING:
     from shared.app import App
 
 
-def table_names() -> list[str]:
-    """Every table ``show`` prints: bronze, quarantine, silver and each gold table by name."""
-    names = ["bronze", "quarantine", "silver"]
-    for contract in CONTRACTS.values():
-        names += [t.name for t in contract.gold]
-    return names
-
-
 def table(app: App, name: str) -> Table:
     """The table ``show`` calls ``name`` (gold tables by their own name)."""
     for dataset in CONTRACTS:

@@ -27,16 +27,35 @@ How it sends:
 
 from __future__ import annotations
 
-from shared.dev.producer.batches import BatchSender, Packed, pack
-from shared.dev.producer.command import register
-from shared.dev.producer.failures import (
-    PERMANENT_CONDITIONS,
-    TRANSIENT_SEND_ERRORS,
-    is_transient,
-    may_have_been_stored,
-)
-from shared.dev.producer.hub import Target, connect, produce, resolve_target
-from shared.dev.producer.sending import Clock, Producer, Report
+from importlib import import_module
+from typing import Any
+
+# Names come from their modules on first use: `python -m shared` registers the command's
+# flags (``command.register``) without loading azure-eventhub for every other command.
+_HOME = {
+    "BatchSender": "batches",
+    "Packed": "batches",
+    "pack": "batches",
+    "register": "command",
+    "PERMANENT_CONDITIONS": "failures",
+    "TRANSIENT_SEND_ERRORS": "failures",
+    "is_transient": "failures",
+    "may_have_been_stored": "failures",
+    "Target": "hub",
+    "connect": "hub",
+    "produce": "hub",
+    "resolve_target": "hub",
+    "Clock": "sending",
+    "Producer": "sending",
+    "Report": "sending",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_HOME[name]}"), name)
+
 
 __all__ = [
     "PERMANENT_CONDITIONS",

@@ -7,8 +7,6 @@ import getpass
 import sys
 from collections.abc import Callable
 
-from shared.dev.producer.hub import produce, resolve_target
-
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Add the ``produce`` command to ``python -m shared``.
@@ -61,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run(args: argparse.Namespace) -> int:
+    # Here, not at import: registering the flags must not load azure-eventhub for every command.
+    from shared.dev.producer.hub import produce, resolve_target
+
     connection = args.connection_string
     if connection == "-":
         # Typed at a terminal it is not echoed; piped, it is read as is.
