@@ -58,8 +58,12 @@ param instanceMemoryMB int = 2048
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
-@description('Zone-redundant Flex Consumption plan (and ZRS storage); set false in a region without zone support.')
+@description('Zone-redundant Flex Consumption plan; false in a region without availability zones (then set storageSku to Standard_GRS).')
 param zoneRedundant bool = true
+
+@description('Replication of both storage accounts: geo-zone-redundant by default; Standard_GRS in a region without availability zones.')
+@allowed(['Standard_GZRS', 'Standard_RAGZRS', 'Standard_GRS', 'Standard_RAGRS'])
+param storageSku string = 'Standard_GZRS'
 
 @description('Files above this size take the Databricks route (LARGE_FILE_BYTES); 464 MiB is what make bench derives for a 2,048 MB instance.')
 param largeFileBytes int = 486539264
@@ -128,7 +132,6 @@ param logRetentionDays int = 30
 var suffix = uniqueString(resourceGroup().id, name)
 var compactName = replace(toLower(name), '-', '')
 var tags = { 'azd-env-name': name, application: 'tributary' }
-var storageSku = zoneRedundant ? 'Standard_GZRS' : 'Standard_GRS'
 
 var lakeContainer = 'lake'
 var quarantineContainer = 'quarantine'
@@ -163,7 +166,7 @@ module lake 'app/lake.bicep' = {
   params: {
     accountName: take('stl${compactName}${suffix}', 24)
     location: location
-    sku: storageSku
+    replication: storageSku
     captureContainer: captureContainer
     lakeContainer: lakeContainer
     quarantineContainer: quarantineContainer
@@ -177,7 +180,7 @@ module hostStorage 'app/host-storage.bicep' = {
   params: {
     accountName: take('sth${compactName}${suffix}', 24)
     location: location
-    sku: storageSku
+    replication: storageSku
     deploymentContainer: 'app-package'
     batchStateTable: 'batches'
     operationsTable: 'operations'
@@ -216,7 +219,7 @@ module databricks 'app/databricks.bicep' = {
   params: {
     name: 'dbw-${name}-${suffix}'
     location: location
-    sku: databricksSku
+    pricingTier: databricksSku
     tags: tags
   }
 }
@@ -304,4 +307,5 @@ output EVENTHUB_NAME string = eventHubs.outputs.EVENTHUB_NAME
 output DATABRICKS_HOST string = databricks.outputs.DATABRICKS_HOST
 output DATABRICKS_CLIENT_ID string = identity.outputs.clientId
 output DATABRICKS_ACCESS_CONNECTOR_ID string = databricks.outputs.accessConnectorId
+output DATABRICKS_AZURE_RESOURCE_ID string = databricks.outputs.id
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.APPLICATIONINSIGHTS_CONNECTION_STRING

@@ -13,7 +13,7 @@ param location string
 
 @description('Pricing tier; premium is needed for Unity Catalog, cluster policies and job permissions.')
 @allowed(['premium', 'standard'])
-param sku string = 'premium'
+param pricingTier string = 'premium'
 
 @description('Tags for every resource.')
 param tags object = {}
@@ -27,7 +27,7 @@ resource workspace 'Microsoft.Databricks/workspaces@2024-05-01' = {
   name: name
   location: location
   tags: tags
-  sku: { name: sku }
+  sku: { name: pricingTier }
   properties: {
     managedResourceGroupId: subscriptionResourceId('Microsoft.Resources/resourceGroups', managedResourceGroupName)
     // Cluster nodes get no public IP addresses (secure cluster connectivity).
@@ -49,6 +49,7 @@ resource connector 'Microsoft.Databricks/accessConnectors@2024-05-01' = {
   properties: {}
 }
 
+output id string = workspace.id
 output name string = workspace.name
 output DATABRICKS_HOST string = 'https://${workspace.properties.workspaceUrl}'
 output accessConnectorId string = connector.id

@@ -13,9 +13,10 @@ param accountName string
 @description('Region.')
 param location string
 
+// Not named 'sku': checkov resolves a parameter by its name across every file it scans.
 @description('Replication: geo-zone-redundant by default; a zone-redundant Flex Consumption plan needs zone-redundant host storage.')
-@allowed(['Standard_ZRS', 'Standard_GZRS', 'Standard_RAGZRS', 'Standard_GRS', 'Standard_RAGRS'])
-param sku string = 'Standard_GZRS'
+@allowed(['Standard_GZRS', 'Standard_RAGZRS', 'Standard_GRS', 'Standard_RAGRS'])
+param replication string = 'Standard_GZRS'
 
 @description('Container the deployment package is uploaded to (Flex Consumption deployment storage).')
 param deploymentContainer string
@@ -37,7 +38,7 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   location: location
   tags: tags
   kind: 'StorageV2'
-  sku: { name: sku }
+  sku: { name: replication }
   properties: {
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true

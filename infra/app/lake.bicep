@@ -8,9 +8,10 @@ param accountName string
 @description('Region.')
 param location string
 
+// Not named 'sku': checkov resolves a parameter by its name across every file it scans.
 @description('Replication: geo-zone-redundant by default (zone-redundant in the region, copied to the paired region).')
-@allowed(['Standard_ZRS', 'Standard_GZRS', 'Standard_RAGZRS', 'Standard_GRS', 'Standard_RAGRS'])
-param sku string = 'Standard_GZRS'
+@allowed(['Standard_GZRS', 'Standard_RAGZRS', 'Standard_GRS', 'Standard_RAGRS'])
+param replication string = 'Standard_GZRS'
 
 @description('Container Event Hubs Capture writes its Avro files to (the CAPTURE_URI container).')
 param captureContainer string
@@ -35,7 +36,7 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   location: location
   tags: tags
   kind: 'StorageV2'
-  sku: { name: sku }
+  sku: { name: replication }
   properties: {
     isHnsEnabled: true
     minimumTlsVersion: 'TLS1_2'

@@ -1,5 +1,5 @@
 // Every role assignment, each the narrowest data-plane role at the narrowest scope that works.
-// No account-management role (Storage Account Contributor, Owner), no listKeys, no SAS: every
+// No account-management role (Storage Account Contributor, Owner), no account keys, no SAS: every
 // principal below signs in with Entra ID.
 @description('Principal id of the app\'s user-assigned identity.')
 param appPrincipalId string
@@ -59,11 +59,21 @@ var roles = {
 
 resource lake 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: lakeStorageAccountName
-  resource blobs 'blobServices' existing = {
-    name: 'default'
-    resource capture 'containers' existing = { name: captureContainer }
-    resource deadLetters 'containers' existing = { name: deadLetterContainer }
-  }
+}
+
+resource lakeBlobs 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
+  parent: lake
+  name: 'default'
+}
+
+resource captureBlobs 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: lakeBlobs
+  name: captureContainer
+}
+
+resource deadLetterBlobs 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: lakeBlobs
+  name: deadLetterContainer
 }
 
 resource host 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -121,12 +131,14 @@ resource appTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 }
 
 // Databricks. Azure RBAC reaches a workspace only through the control plane: Owner or Contributor
-// on the workspace resource makes a principal a workspace ADMIN the first time it signs in with a
-// management token (databricks-sdk sends one when it knows the workspace's resource id). No Azure
-// role grants anything narrower inside the workspace - entitlements, job, cluster-policy or
-// instance-pool permissions, Unity Catalog privileges - so the least-privilege path (the default)
-// assigns nothing here and a workspace admin adds the app's identity as a service principal by its
-// client id, with the entitlements the README lists. This switch is for a throwaway workspace.
+// on the workspace resource makes a service principal a workspace ADMIN the first time it calls the
+// workspace with, besides its Entra token, a management token (X-Databricks-Azure-SP-Management-Token)
+// and the workspace's resource id (X-Databricks-Azure-Workspace-Resource-Id; main.bicep outputs it as
+// DATABRICKS_AZURE_RESOURCE_ID). No Azure role grants anything narrower inside the workspace:
+// entitlements, cluster-policy, instance-pool and folder permissions and Unity Catalog privileges are
+// workspace-side grants. So the least-privilege path (the default) assigns nothing here, and a
+// workspace admin adds the app's identity as a service principal by its client id with the grants
+// infra/README.md lists. The switch is for a throwaway workspace.
 resource appDatabricksAdmin 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (databricksWorkspaceAdmin) {
   scope: workspace
   name: guid(workspace.id, appPrincipalId, roles.contributor)
@@ -141,8 +153,8 @@ resource appDatabricksAdmin 'Microsoft.Authorization/roleAssignments@2022-04-01'
 // -- the other services' identities -------------------------------------------------------------
 // Capture writes Avro files into its container only.
 resource captureWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  scope: lake::blobs::capture
-  name: guid(lake::blobs::capture.id, capturePrincipalId, roles.storageBlobDataContributor)
+  scope: captureBlobs
+  name: guid(captureBlobs.id, capturePrincipalId, roles.storageBlobDataContributor)
   properties: {
     principalId: capturePrincipalId
     principalType: 'ServicePrincipal'
@@ -152,8 +164,8 @@ resource captureWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 
 // Event Grid writes undeliverable events into the dead-letter container only.
 resource deadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  scope: lake::blobs::deadLetters
-  name: guid(lake::blobs::deadLetters.id, systemTopicPrincipalId, roles.storageBlobDataContributor)
+  scope: deadLetterBlobs
+  name: guid(deadLetterBlobs.id, systemTopicPrincipalId, roles.storageBlobDataContributor)
   properties: {
     principalId: systemTopicPrincipalId
     principalType: 'ServicePrincipal'
