@@ -199,6 +199,7 @@ module eventHubs 'app/eventhubs.bicep' = {
     captureSizeLimitBytes: captureSizeLimitBytes
     lakeAccountId: lake.outputs.id
     captureContainer: captureContainer
+    workspaceId: monitoring.outputs.workspaceId
     tags: tags
   }
 }

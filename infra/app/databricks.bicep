@@ -35,7 +35,6 @@ resource workspace 'Microsoft.Databricks/workspaces@2024-05-01' = {
       enableNoPublicIp: { value: true }
     }
     publicNetworkAccess: 'Enabled'
-    requiredNsgRules: 'AllRules'
   }
 }
 

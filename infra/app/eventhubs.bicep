@@ -38,6 +38,9 @@ param lakeAccountId string
 @description('Container Capture writes to.')
 param captureContainer string
 
+@description('Resource id of the Log Analytics workspace diagnostics go to.')
+param workspaceId string
+
 @description('Throughput units of the Standard namespace.')
 @minValue(1)
 @maxValue(40)
@@ -86,6 +89,18 @@ resource hub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' = {
         }
       }
     }
+  }
+}
+
+resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  scope: namespace
+  name: 'to-log-analytics'
+  properties: {
+    workspaceId: workspaceId
+    // CapturedMessages (AzureMetrics) tells the stalled-pipeline alert that Capture is writing;
+    // ArchiveLogs say why Capture could not write a window.
+    metrics: [{ category: 'AllMetrics', enabled: true }]
+    logs: [{ categoryGroup: 'allLogs', enabled: true }]
   }
 }
 

@@ -84,8 +84,13 @@ resource insights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
 }
 
+resource namespace 'Microsoft.EventHub/namespaces@2024-01-01' existing = {
+  name: eventHubNamespaceName
+}
+
 resource hub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' existing = {
-  name: '${eventHubNamespaceName}/${eventHubName}'
+  parent: namespace
+  name: eventHubName
 }
 
 resource workspace 'Microsoft.Databricks/workspaces@2024-05-01' existing = {

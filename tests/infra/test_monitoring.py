@@ -112,6 +112,25 @@ def test_the_monitoring_module_deploys_the_workbook_and_every_alert(bicep: Mappi
     assert tree["resources"]["insights"]["config"]["properties"]["DisableLocalAuth"] is True
 
 
+# The module whose resources send the metrics an alert reads from AzureMetrics.
+METRIC_SOURCES = {"MICROSOFT.EVENTGRID": "app/eventgrid.bicep", "MICROSOFT.EVENTHUB": "app/eventhubs.bicep"}
+
+
+@pytest.mark.parametrize("path", ALERTS, ids=lambda p: p.name)
+def test_platform_metrics_the_alerts_read_reach_the_workspace(bicep: Mapping[str, Any], path: Path) -> None:
+    for provider in re.findall(r'ResourceProvider == "([^"]+)"', path.read_text()):
+        module = METRIC_SOURCES[provider]
+        settings = [
+            body["config"]["properties"]
+            for body in bicep[module]["resources"].values()
+            if body["type"] == "Microsoft.Insights/diagnosticSettings"
+        ]
+        assert any({"category": "AllMetrics", "enabled": True} in s["metrics"] for s in settings), module
+        assert all(s["workspaceId"] == "workspaceId" for s in settings)
+        (call,) = [m for m in bicep["main.bicep"]["modules"].values() if m["detail"]["path"] == module]
+        assert accessor(call["config"]["params"]["workspaceId"]) == ("monitoring", "outputs", "workspaceId")
+
+
 @pytest.mark.parametrize("path", ALERTS, ids=lambda p: p.name)
 def test_alert_queries_run_on_the_log_analytics_tables(path: Path) -> None:
     query = path.read_text()
