@@ -126,7 +126,12 @@ KEY_PATTERNS = (
     r"\.keys\[",
     r"primaryKey|secondaryKey",
     r"InstrumentationKey",
-    r"DATABRICKS_TOKEN",
+    # Keyed settings with no identity form (a token, an Event Hubs connection string): never named.
+    *(
+        rf"\b{name}\b"
+        for name in CONNECTION_SETTINGS
+        if name not in {identity.split("__")[0] for identity in IDENTITY_SETTINGS}
+    ),
 )
 
 
