@@ -1,66 +1,43 @@
-// BlobCreated events for committed Capture files -> the Event Grid-triggered function.
+// The lake account's Event Grid system topic, with a managed identity for dead-lettering and its
+// delivery metrics and failure logs sent to Log Analytics (the dead-letter alert reads them).
+// The subscription to the function is infra/eventing.bicep, deployed once the code is published.
 @description('System topic name.')
 param name string
 
-@description('Region.')
+@description('Region (the lake account\'s).')
 param location string
 
-@description('Storage account Capture writes to.')
-param storageAccountName string
+@description('Resource id of the lake storage account whose events the topic publishes.')
+param lakeAccountId string
 
-@description('Function app hosting the trigger.')
-param functionAppName string
+@description('Resource id of the Log Analytics workspace diagnostics go to.')
+param workspaceId string
 
-@description('Event Grid-triggered function (shared.events.EVENT_FUNCTION).')
-param functionName string
+@description('Tags for every resource.')
+param tags object = {}
 
-@description('Container Capture writes to.')
-param captureContainer string
-
-@description('Prefix under the container (empty for all).')
-param capturePrefix string
-
-resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
-  name: storageAccountName
-}
-
-resource site 'Microsoft.Web/sites@2024-04-01' existing = {
-  name: functionAppName
-}
-
-resource topic 'Microsoft.EventGrid/systemTopics@2024-06-01-preview' = {
+resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   name: name
   location: location
+  tags: tags
+  identity: { type: 'SystemAssigned' }
   properties: {
-    source: storage.id
+    source: lakeAccountId
     topicType: 'Microsoft.Storage.StorageAccounts'
   }
 }
 
-resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2024-06-01-preview' = {
-  parent: topic
-  name: 'capture-files'
+resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  scope: topic
+  name: 'to-log-analytics'
   properties: {
-    eventDeliverySchema: 'EventGridSchema'
-    destination: {
-      endpointType: 'AzureFunction'
-      properties: {
-        resourceId: '${site.id}/functions/${functionName}'
-        maxEventsPerBatch: 1
-      }
-    }
-    filter: {
-      includedEventTypes: ['Microsoft.Storage.BlobCreated']
-      subjectBeginsWith: '/blobServices/default/containers/${captureContainer}/blobs/${capturePrefix}'
-      // The function also checks data.api; this keeps CreateFile and friends off the wire.
-      advancedFilters: [
-        {
-          operatorType: 'StringIn'
-          key: 'data.api'
-          values: ['PutBlob', 'PutBlockList', 'CopyBlob', 'FlushWithClose', 'SftpCommit']
-        }
-      ]
-    }
-    retryPolicy: { maxDeliveryAttempts: 30, eventTimeToLiveInMinutes: 1440 }
+    workspaceId: workspaceId
+    // DeadLetteredCount, DeliveryAttemptFailCount and MatchedEventCount land in AzureMetrics.
+    metrics: [{ category: 'AllMetrics', enabled: true }]
+    logs: [{ category: 'DeliveryFailures', enabled: true }]
   }
 }
+
+output EVENT_GRID_SYSTEM_TOPIC string = topic.name
+@description('Principal that dead-letters: needs Storage Blob Data Contributor on the dead-letter container.')
+output principalId string = topic.identity.principalId
