@@ -339,11 +339,19 @@ DEFAULT_LARGE_FILE_BYTES = 464 * 1024 * 1024
 # this code: polars' allocator hands freed pages back within a second, on a background
 # thread (by default it holds them about ten seconds, which a step's peak pays for), and
 # numba caches compiled kernels where an instance can write (/home/site/wwwroot is read
-# only). Tests check each is set, with these values, in infra/ and
-# local.settings.example.json; the benchmark gives it to every case.
+# only). Where the worker exports telemetry (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY,
+# set in Azure beside the connection string), its azure-monitor-opentelemetry collects the
+# pipeline's own loggers only (the root would also collect the exporter's "Transmission
+# succeeded" line, one more record per export, forever), and keeps every span: the default
+# rate-limited sampler keeps about 5 traces a second and drops the rest, failed calls too.
+# Tests check each is set, with these values, in infra/ and local.settings.example.json;
+# the benchmark gives it to every case.
 PROCESS_ENVIRONMENT = {
     "_RJEM_MALLOC_CONF": "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0",
     "NUMBA_CACHE_DIR": "/tmp/tributary-numba",
+    "PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME": "shared",
+    "OTEL_TRACES_SAMPLER": "microsoft.fixed_percentage",
+    "OTEL_TRACES_SAMPLER_ARG": "1.0",
 }
 
 #: Every app setting the code reads, in the form local runs use: each is listed in

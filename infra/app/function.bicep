@@ -71,6 +71,10 @@ var telemetrySettings = {
 var processEnvironment = {
   _RJEM_MALLOC_CONF: 'background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0'
   NUMBA_CACHE_DIR: '/tmp/tributary-numba'
+  // The worker's exporter collects the pipeline's own loggers and keeps every span (see Telemetry in README.md).
+  PYTHON_APPLICATIONINSIGHTS_LOGGER_NAME: 'shared'
+  OTEL_TRACES_SAMPLER: 'microsoft.fixed_percentage'
+  OTEL_TRACES_SAMPLER_ARG: '1.0'
 }
 
 var settings = union(appSettings, identitySettings, telemetrySettings, processEnvironment)

@@ -1,54 +1,59 @@
 """Activities: each runs one layer's step for one batch and returns its small result.
 
 The bindings are annotated ``dict``: the Functions worker accepts only plain types on a
-binding (``dict[str, Any]`` fails the app's load).
+binding (``dict[str, Any]`` fails the app's load). Each runs in its invocation's trace
+(``telemetry.traced``): activities are synchronous, and the worker's thread would not have it.
 """
 
 from __future__ import annotations
 
 import azure.durable_functions as df
+import azure.functions as func
 
+from shared import telemetry
 from shared.batches import FAIL_ACTIVITY, BatchRef, Layer
 
 bp = df.Blueprint()
 
 
-def _run(layer: Layer, batch: dict) -> dict:
+def _run(layer: Layer, batch: dict, context: func.Context) -> dict:
     from shared import layers
     from shared.blueprints import app
 
-    return layers.run(app().context, layer, BatchRef.from_dict(batch)).to_dict()
+    with telemetry.traced(context.trace_context):
+        return layers.run(app().context, layer, BatchRef.from_dict(batch)).to_dict()
 
 
 @bp.activity_trigger(input_name="batch", activity=Layer.VALIDATE.activity)
-def validate_batch(batch: dict) -> dict:
+def validate_batch(batch: dict, context: func.Context) -> dict:
     """Check the file is readable, count its records and record its route (may end EMPTY/QUARANTINED)."""
-    return _run(Layer.VALIDATE, batch)
+    return _run(Layer.VALIDATE, batch, context)
 
 
 @bp.activity_trigger(input_name="batch", activity=Layer.BRONZE.activity)
-def write_bronze(batch: dict) -> dict:
+def write_bronze(batch: dict, context: func.Context) -> dict:
     """Append the batch's valid rows to bronze and its rejects to quarantine."""
-    return _run(Layer.BRONZE, batch)
+    return _run(Layer.BRONZE, batch, context)
 
 
 @bp.activity_trigger(input_name="batch", activity=Layer.SILVER.activity)
-def merge_silver(batch: dict) -> dict:
+def merge_silver(batch: dict, context: func.Context) -> dict:
     """Dedupe, enrich and insert the batch's new keys into silver (a checked append, not a MERGE)."""
-    return _run(Layer.SILVER, batch)
+    return _run(Layer.SILVER, batch, context)
 
 
 @bp.activity_trigger(input_name="batch", activity=Layer.GOLD.activity)
-def update_gold(batch: dict) -> dict:
+def update_gold(batch: dict, context: func.Context) -> dict:
     """Fold the batch's silver rows into each gold table, for the keys it touched."""
-    return _run(Layer.GOLD, batch)
+    return _run(Layer.GOLD, batch, context)
 
 
 @bp.activity_trigger(input_name="failure", activity=FAIL_ACTIVITY)
-def fail_batch(failure: dict) -> dict:
+def fail_batch(failure: dict, context: func.Context) -> dict:
     """Record FAILED for a batch whose step ran out of retries."""
     from shared.blueprints import app
     from shared.layers import step
 
     ref = BatchRef.from_dict(failure["batch"])
-    return step.fail(app().context, ref, str(failure["error"])).to_dict()
+    with telemetry.traced(context.trace_context):
+        return step.fail(app().context, ref, str(failure["error"])).to_dict()

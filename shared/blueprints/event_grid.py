@@ -7,6 +7,7 @@ import logging
 import azure.durable_functions as df
 import azure.functions as func
 
+from shared import telemetry
 from shared.blueprints import app
 from shared.errors import UnknownEventType
 from shared.events import EVENT_FUNCTION, from_trigger
@@ -40,4 +41,5 @@ async def on_capture_event(event: func.EventGridEvent, client: df.DurableOrchest
         outcome.action,
         outcome.batch_id,
         outcome.reason,
+        extra=telemetry.about(outcome.batch) if outcome.batch else None,
     )

@@ -6,6 +6,7 @@ import logging
 
 import azure.functions as func
 
+from shared import telemetry
 from shared.blueprints import app
 from shared.errors import MaintenanceFailed
 
@@ -15,8 +16,13 @@ bp = func.Blueprint()
 
 
 @bp.timer_trigger(schedule="%MAINTENANCE_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
-def maintain_tables(timer: func.TimerRequest) -> None:
+def maintain_tables(timer: func.TimerRequest, context: func.Context) -> None:
     """Compact and vacuum the Delta tables and record what was done."""
+    with telemetry.traced(context.trace_context):
+        _maintain(timer)
+
+
+def _maintain(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.warning("maintenance is running late")
     from shared.services.maintenance import run_maintenance

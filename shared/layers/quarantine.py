@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from shared import telemetry
 from shared.adapters.storage import is_remote, join
 from shared.batches import BatchState, State
 from shared.layers.context import Context, Outcome
@@ -28,5 +29,5 @@ def quarantine_file(ctx: Context, batch: BatchState, reason: str) -> Outcome:
     """Move the batch's file to quarantine; the batch ends QUARANTINED with ``reason``."""
     target = destination(ctx, batch.source)
     ctx.files.move(batch.source, target)
-    log.warning("quarantined %s -> %s: %s", batch.source, target, reason)
+    log.warning("quarantined %s -> %s: %s", batch.source, target, reason, extra=telemetry.about(batch))
     return Outcome(State.QUARANTINED, error=reason, quarantined_to=target)

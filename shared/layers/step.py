@@ -8,7 +8,8 @@ A layer's own module only does its work and returns an ``Outcome``; around it, `
    deleted or swapped under the record sends the batch back to the first missing layer);
 3. resumes a FAILED batch from the last state it reached (an explicit re-run);
 4. runs the layer and times it;
-5. records the outcome, or FAILED with the message of a ``PermanentError``.
+5. records the outcome, or FAILED with the message of a ``PermanentError``, and reports
+   what it recorded to telemetry (``shared.telemetry``).
 
 Recording never moves a batch backwards: when another writer advanced the record
 meanwhile (a racing delivery of the same file), its state stands and is returned.
@@ -21,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from shared import telemetry
 from shared.adapters.state import now_iso
 from shared.batches import LAYERS, PROGRESS, BatchRef, BatchState, Layer, State, StepResult
 from shared.errors import BatchNotRegistered, PermanentError, StateConflict
@@ -57,6 +59,7 @@ def run(ctx: Context, layer: Layer, ref: BatchRef, work: Work) -> StepResult:
         log.warning(
             "batch %s: state says %s but the lake lacks its %s commit; redoing from %s",
             batch.batch_id, batch.state, missing, missing.starts_from,
+            extra=telemetry.about(batch, missing),
         )  # fmt: skip
         batch = _save(ctx, batch, lambda b: replace(b.moved(missing.starts_from, now_iso()), error=None))
         if batch.state.reached(layer.done):
@@ -69,7 +72,11 @@ def run(ctx: Context, layer: Layer, ref: BatchRef, work: Work) -> StepResult:
     try:
         outcome = work(ctx, batch)
     except PermanentError as exc:
-        log.error("batch %s: %s failed permanently: %s", batch.batch_id, layer, exc)
+        log.error(
+            "batch %s: %s failed permanently: %s",
+            batch.batch_id, layer, exc,
+            extra=telemetry.about(batch, layer),
+        )  # fmt: skip
         return fail(ctx, ref, f"{layer}: {type(exc).__name__}: {exc}", expect=batch)
     seconds = round(time.perf_counter() - started, 3)
 
@@ -86,11 +93,15 @@ def run(ctx: Context, layer: Layer, ref: BatchRef, work: Work) -> StepResult:
             landed_at=outcome.landed_at or current.landed_at,
         )
 
-    return StepResult.of(_save(ctx, batch, record, goal=outcome.state))
+    recorded = _save(ctx, batch, record, goal=outcome.state)
+    telemetry.layer_completed(recorded, layer)
+    return StepResult.of(recorded)
 
 
 def fail(ctx: Context, ref: BatchRef, error: str, *, expect: BatchState | None = None) -> StepResult:
     """Record FAILED with ``error``, unless the batch is final or another writer moved it on.
+
+    A FAILED it records is reported as ``BATCH_EVENT``, in the layer the batch was to run next.
 
     Args:
         ctx: The layers' context.
@@ -104,12 +115,19 @@ def fail(ctx: Context, ref: BatchRef, error: str, *, expect: BatchState | None =
         if batch.state.final or (expect is not None and _ahead(batch, expect)):
             return StepResult.of(batch)
         try:
-            return StepResult.of(
-                ctx.states.save(batch, replace(batch.moved(State.FAILED, now_iso()), error=error[:4000]))
-            )
+            failed = ctx.states.save(batch, replace(batch.moved(State.FAILED, now_iso()), error=error[:4000]))
         except StateConflict:
             batch = load(ctx, ref)
+            continue
+        telemetry.batch_finished(failed, failing_layer(batch))
+        return StepResult.of(failed)
     raise StateConflict(f"batch {ref.batch_id}: FAILED not recorded after {SAVE_ATTEMPTS} conflicting writes")
+
+
+def failing_layer(batch: BatchState) -> Layer:
+    """The layer a failure of ``batch`` stops in: the one that runs next from where it is."""
+    state = resume_state(batch) if batch.state is State.FAILED else batch.state
+    return next((layer for layer in LAYERS if layer.starts_from is state), LAYERS[-1])
 
 
 def resume_state(batch: BatchState) -> State:

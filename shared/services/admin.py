@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 
+from shared import telemetry
 from shared.adapters.ledger import RunLedger
 from shared.adapters.state import now_iso
 from shared.batches import ORCHESTRATOR, PROGRESS, BatchState, Layer, State
@@ -104,7 +105,10 @@ class Admin:
         reset = await asyncio.to_thread(self._reset, batch, target)
         await asyncio.to_thread(self.ledger.claim, batch_id, force=True)
         await client.start_new(ORCHESTRATOR, batch_id, reset.ref.to_dict())
-        log.warning("batch %s replayed from %s (state reset to %s)", batch_id, layer, target)
+        log.warning(
+            "batch %s replayed from %s (state reset to %s)", batch_id, layer, target,
+            extra=telemetry.about(reset, layer),
+        )  # fmt: skip
         return {"replayed_from": layer.label, "reset_to": target.value, **reset.to_dict()}
 
     def _reset(self, batch: BatchState, state: State) -> BatchState:

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from shared import telemetry
 from shared.adapters.ledger import RunLedger
 from shared.adapters.state import now_iso
 from shared.adapters.storage import ObjectInfo
@@ -54,6 +55,13 @@ class Outcome:
     batch_id: str = ""
     state: str = ""
     source: str = ""
+    batch: BatchState | None = field(default=None, compare=False, repr=False)
+    """The batch record the decision was made on, when there is one (not part of ``to_dict``)."""
+
+    @classmethod
+    def on(cls, action: Action, reason: str, batch: BatchState) -> Outcome:
+        """The decision ``action`` about ``batch``."""
+        return cls(action, reason, batch.batch_id, batch.state, batch.source, batch)
 
     def to_dict(self) -> dict[str, str]:
         return {
@@ -118,27 +126,31 @@ class Intake:
             return Outcome("ignored", str(exc), source=decision.source)
         if decision.action == "empty":
             batch = await asyncio.to_thread(self._mark_empty, batch)
-            return Outcome("empty", decision.reason, batch.batch_id, batch.state, batch.source)
+            return Outcome.on("empty", decision.reason, batch)
         return await self.start(batch, client)
 
     def _mark_empty(self, batch: BatchState) -> BatchState:
+        """Record a header-only Capture window EMPTY (a final state, reported as such)."""
         for _ in range(5):
             if batch.state is not State.RECEIVED:
                 return batch
             try:
-                return self.states.save(batch, batch.moved(State.EMPTY, now_iso(), counts=Counts(records=0)))
+                empty = self.states.save(batch, batch.moved(State.EMPTY, now_iso(), counts=Counts(records=0)))
             except StateConflict:
                 reread = self.states.get(batch.dataset, batch.batch_id)
                 assert reread is not None
                 batch = reread
+                continue
+            telemetry.batch_finished(empty, None)
+            return empty
         return batch
 
     async def start(self, batch: BatchState, client: DurableClient) -> Outcome:
         """Start the batch's orchestration unless it is done, running, or being started."""
 
         def skipped(reason: str) -> Outcome:
-            log.info("batch %s not started: %s", batch.batch_id, reason)
-            return Outcome("skipped", reason, batch.batch_id, batch.state, batch.source)
+            log.info("batch %s not started: %s", batch.batch_id, reason, extra=telemetry.about(batch))
+            return Outcome.on("skipped", reason, batch)
 
         if batch.state.stops:
             return skipped(
@@ -151,8 +163,8 @@ class Intake:
             return skipped("another delivery of the same file is starting it")
         if not await start_instance(client, batch):
             return skipped("another delivery of the same file started it")
-        log.info("batch %s started for %s", batch.batch_id, batch.source)
-        return Outcome("started", "orchestration started", batch.batch_id, batch.state, batch.source)
+        log.info("batch %s started for %s", batch.batch_id, batch.source, extra=telemetry.about(batch))
+        return Outcome.on("started", "orchestration started", batch)
 
     async def backfill(
         self, prefix: str, client: DurableClient, *, limit: int | None = None

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from shared import layers
+from shared import layers, telemetry
 from shared.adapters.storage import ObjectInfo
 from shared.batches import LAYERS, RETRY, BatchRef, BatchState, Layer, RetryPolicy, StepResult
 from shared.errors import StateUnrecorded
@@ -78,12 +78,15 @@ class Runner:
                 return layers.run(self.ctx, layer, ref)
             except Exception as exc:  # everything not permanent is retried, as Durable does
                 error = f"{type(exc).__name__}: {exc}"
-                log.warning("batch %s: %s attempt %d failed: %s", ref.batch_id, layer, attempt, error)
+                log.warning(
+                    "batch %s: %s attempt %d failed: %s", ref.batch_id, layer, attempt, error,
+                    extra=telemetry.about(ref, layer),
+                )  # fmt: skip
                 if attempt < self.retry.attempts:
                     self.sleep(self.retry.delay(attempt))
         message = f"{layer} failed after {self.retry.attempts} attempts: {error}"
         try:
             return step.fail(self.ctx, ref, message)
         except Exception as exc:  # even the record could not be written: the caller reports it
-            log.exception("batch %s: FAILED not recorded", ref.batch_id)
+            log.exception("batch %s: FAILED not recorded", ref.batch_id, extra=telemetry.about(ref, layer))
             raise StateUnrecorded(f"batch {ref.batch_id}: {message}; FAILED not recorded: {exc}") from exc

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import azure.functions as func
@@ -151,6 +152,9 @@ def call_http(
     return response.status_code, json.loads(response.get_body())
 
 
+#: The ``context`` the worker passes a function; the host sent no trace context here.
+INVOCATION = SimpleNamespace(trace_context=SimpleNamespace(trace_parent="", trace_state="", attributes={}))
+
 ACTIVITY_FUNCTIONS = {
     Layer.VALIDATE: activities.validate_batch,
     Layer.BRONZE: activities.write_bronze,
@@ -165,7 +169,7 @@ def run_orchestration(durable: FakeDurable, instance_id: str) -> dict[str, Any]:
     result: dict[str, Any] = {}
     durable.finish(instance_id, status="Running")
     for layer in LAYERS:
-        result = ACTIVITY_FUNCTIONS[layer].build().get_user_function()(batch=ref)
+        result = ACTIVITY_FUNCTIONS[layer].build().get_user_function()(batch=ref, context=INVOCATION)
         if result["state"] in ("GOLD_DONE", "EMPTY", "QUARANTINED", "FAILED"):
             break
     durable.finish(instance_id, {"layer": layer.label, "state": result["state"]})
@@ -326,7 +330,8 @@ def test_activity_records_permanent_failure_instead_of_raising(
     bad_uri, good_uri = land(app_settings, [truncated, good])
     bad, ok = (register(app.settings, app.states, app.storage.info(u)) for u in (bad_uri, good_uri))
     ref = bad.ref.to_dict()
-    assert activities.validate_batch.build().get_user_function()(batch=ref)["state"] == "QUARANTINED"
+    validated = activities.validate_batch.build().get_user_function()(batch=ref, context=INVOCATION)
+    assert validated["state"] == "QUARANTINED"
 
     def violated(ctx: Any, batch: Any) -> Any:
         raise ConfigError("SILVER_SCHEMA lost its key column")
@@ -335,9 +340,11 @@ def test_activity_records_permanent_failure_instead_of_raising(
     ok_ref = ok.ref.to_dict()
     for layer in (Layer.VALIDATE, Layer.BRONZE):
         layers.run(app.context, layer, ok.ref)
-    result = activities.merge_silver.build().get_user_function()(batch=ok_ref)
+    result = activities.merge_silver.build().get_user_function()(batch=ok_ref, context=INVOCATION)
     assert result["state"] == "FAILED" and "ConfigError" in result["error"]
-    failed = activities.fail_batch.build().get_user_function()(failure={"batch": ok_ref, "error": "x"})
+    failed = activities.fail_batch.build().get_user_function()(
+        failure={"batch": ok_ref, "error": "x"}, context=INVOCATION
+    )
     assert failed["state"] == "FAILED"
 
 

@@ -362,9 +362,18 @@ class Worker:
         raise KeyError(f"{name} is not among the functions the worker indexed")
 
     def start_invocation(
-        self, name: str, inputs: Mapping[str, Any], trigger_metadata: Mapping[str, Any] | None = None
+        self,
+        name: str,
+        inputs: Mapping[str, Any],
+        trigger_metadata: Mapping[str, Any] | None = None,
+        *,
+        trace_parent: str | None = None,
     ) -> str:
-        """Send an ``InvocationRequest`` (inputs: binding name -> TypedData); returns its id."""
+        """Send an ``InvocationRequest`` (inputs: binding name -> TypedData); returns its id.
+
+        ``trace_parent`` is the W3C ``traceparent`` of the host's invocation activity, sent
+        in ``RpcTraceContext`` as the host does (the worker attaches it when telemetry is on).
+        """
         invocation_id = str(uuid.uuid4())
         request = pb.InvocationRequest(
             invocation_id=invocation_id,
@@ -372,6 +381,8 @@ class Worker:
             input_data=[pb.ParameterBinding(name=k, data=v) for k, v in inputs.items()],
             trigger_metadata=dict(trigger_metadata or {}),
         )
+        if trace_parent is not None:
+            request.trace_context.trace_parent = trace_parent
         self._send(invocation_request=request)
         return invocation_id
 
@@ -388,9 +399,14 @@ class Worker:
         )
 
     def invoke(
-        self, name: str, inputs: Mapping[str, Any], trigger_metadata: Mapping[str, Any] | None = None
+        self,
+        name: str,
+        inputs: Mapping[str, Any],
+        trigger_metadata: Mapping[str, Any] | None = None,
+        *,
+        trace_parent: str | None = None,
     ) -> Invocation:
-        return self.result(self.start_invocation(name, inputs, trigger_metadata))
+        return self.result(self.start_invocation(name, inputs, trigger_metadata, trace_parent=trace_parent))
 
     def stderr(self) -> str:
         """The tail of what the child printed (the worker logs to the stream, not here)."""
