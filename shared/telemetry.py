@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Protocol
 
@@ -157,7 +157,7 @@ def _event(name: str, batch: BatchState, layer: Layer | None, duration_ms: Value
     dimensions: Dimensions = {
         **about(batch, layer),
         "duration_ms": duration_ms,
-        "quarantined_by_expectation": "" if by_expectation is None else json.dumps(by_expectation, sort_keys=True),
+        "quarantined_by_expectation": "" if by_expectation is None else _json(by_expectation),
         "landed_at": batch.landed_at,
         "error": redact(batch.error or ""),
         # Databricks runs are not recorded in batch state yet: the names stay, empty.
@@ -173,6 +173,10 @@ def _event(name: str, batch: BatchState, layer: Layer | None, duration_ms: Value
         batch.state,
         extra={EVENT_NAME_ATTRIBUTE: name, **dimensions},
     )
+
+
+def _json(counts: Mapping[str, int]) -> str:
+    return json.dumps(dict(sorted(counts.items())))
 
 
 def _text(count: int | None) -> Value:
