@@ -306,6 +306,8 @@ class BatchState:
     quarantined_to: str | None = None
     runs: Mapping[str, int] = field(default_factory=dict)
     """The Databricks run of each layer on the Databricks route."""
+    run_pages: Mapping[str, str] = field(default_factory=dict)
+    """Each of those runs' page in the workspace."""
     revision: str | None = None
     """The store's version of the record (the Table entity's ETag); not part of the record."""
 
@@ -352,6 +354,7 @@ class BatchState:
             "error": self.error,
             "quarantined_to": self.quarantined_to,
             "runs": dict(self.runs),
+            "run_pages": dict(self.run_pages),
         }
 
 

@@ -160,9 +160,8 @@ def _event(name: str, batch: BatchState, layer: Layer | None, duration_ms: Value
         "quarantined_by_expectation": "" if by_expectation is None else _json(by_expectation),
         "landed_at": batch.landed_at,
         "error": redact(batch.error or ""),
-        # Databricks runs are not recorded in batch state yet: the names stay, empty.
-        "run_id": "",
-        "run_page_url": "",
+        "run_id": _text(batch.runs.get(layer.label)) if layer else "",
+        "run_page_url": batch.run_pages.get(layer.label, "") if layer else "",
     }
     log.log(
         logging.ERROR if batch.state is State.FAILED else logging.INFO,

@@ -150,6 +150,7 @@ def _entity(batch: BatchState) -> dict[str, Any]:
         "error": batch.error or "",
         "quarantined_to": batch.quarantined_to or "",
         "runs": json.dumps(dict(batch.runs), sort_keys=True),
+        "run_pages": json.dumps(dict(batch.run_pages), sort_keys=True),
         "received_at": batch.received_at,
     }
     for key in HEADLINE_COUNTS:
@@ -177,5 +178,6 @@ def _from_entity(entity: Mapping[str, Any]) -> BatchState:
         error=entity.get("error") or None,
         quarantined_to=entity.get("quarantined_to") or None,
         runs=json.loads(entity.get("runs") or "{}"),
+        run_pages=json.loads(entity.get("run_pages") or "{}"),
         revision=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
     )
