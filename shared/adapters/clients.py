@@ -114,8 +114,9 @@ def delta_storage_options(account: StorageAccount, identity: Identity = managed_
     A key-based account passes its key. An identity passes a bearer token from the same
     credential the SDK clients use: the token is static for the life of the ``DeltaTable``
     it opens, so the Lake asks for options at every open, and the credential hands out
-    its cached token until it nears expiry (MSAL refreshes a managed-identity token at
-    half its life, and never returns one with under 5 minutes left).
+    its cached token until it nears expiry (MSAL serves a managed-identity token from its
+    cache only while over 5 minutes are left, and renews one of 2 hours or more at half
+    its life). object_store's own provider would instead ask the endpoint at every open.
 
     What deltalake 1.6 (delta-rs ``crates/azure``, object_store 0.13.2) really honours,
     read in their source and checked against the pinned wheel by tests/identity:
@@ -139,8 +140,9 @@ def delta_storage_options(account: StorageAccount, identity: Identity = managed_
       token cache for SDK and lake, is why this passes a token instead.
     - Workload identity: ``azure_federated_token_file`` + ``azure_client_id`` +
       ``azure_tenant_id``; the Azure CLI: ``azure_use_azure_cli`` (``use_azure_cli``).
-    - A custom CA: ``certificate_path`` (delta-rs ``CertificateConfig``, or the
-      ``SSL_CERT_FILE`` variable, which object_store's native-roots TLS also reads).
+    - A custom CA: ``certificate_path`` (delta-rs ``CertificateConfig``, from 1.5.1), whose
+      environment fallback is ``SSL_CERT_FILE``; polars' own object_store (0.14) reads
+      ``SSL_CERT_FILE`` too, through its native roots.
 
     ``azure_storage_endpoint`` is the account's blob endpoint as the SDK uses it (path
     style on Azurite); ``allow_http`` only for an ``http://`` endpoint.

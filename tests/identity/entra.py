@@ -92,8 +92,10 @@ class IdentityEndpoint:
     requests: list[TokenRequest] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)
 
-    def answer(self, query: dict[str, str], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    def answer(self, path: str, query: dict[str, str], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
         self.requests.append(TokenRequest(query, headers))
+        if path != urlparse(self.url).path:
+            return 404, {"statusCode": 404, "message": f"no such endpoint: {path}"}
         if headers.get("x-identity-header") != self.secret:
             return 401, {"statusCode": 401, "message": "X-IDENTITY-HEADER is missing or wrong"}
         if query.get("api-version") != "2019-08-01" or not query.get("resource"):
@@ -119,7 +121,8 @@ def serve_identity_endpoint() -> Iterator[IdentityEndpoint]:
         def do_GET(self) -> None:
             parsed = urlparse(self.path)
             query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
-            status, body = endpoint.answer(query, {k.lower(): v for k, v in self.headers.items()})
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, body = endpoint.answer(parsed.path, query, headers)
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
