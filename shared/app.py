@@ -4,6 +4,9 @@
 that only needs batch state (Event Grid intake, the HTTP views) never imports the data
 stack (polars, deltalake, pyarrow), and a cold instance pays only for what its first
 invocation touches. The blueprints share one ``App`` per process (``shared.blueprints.app``).
+
+Accounts that sign in with an identity get their token credential from ``identity``:
+the app's managed identity in production, a test's own token source in tests.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from shared.adapters.clients import Identity, managed_identity
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -30,26 +34,32 @@ class App:
     """Every collaborator of the pipeline, wired once."""
 
     settings: Settings
+    identity: Identity = managed_identity
 
     @cached_property
     def storage(self) -> Storage:
         from shared.adapters.storage import Storage
 
-        return Storage(self.settings.lake_storage, retry_seconds=self.settings.storage_retry_seconds)
+        s = self.settings
+        return Storage(s.lake_storage, retry_seconds=s.storage_retry_seconds, identity=self.identity)
 
     @cached_property
     def states(self) -> BatchStateStore:
         from shared.adapters.state import BatchStateStore
 
         s = self.settings
-        return BatchStateStore(s.host_storage, s.state_table, retry_seconds=s.storage_retry_seconds)
+        return BatchStateStore(
+            s.host_storage, s.state_table, retry_seconds=s.storage_retry_seconds, identity=self.identity
+        )
 
     @cached_property
     def ledger(self) -> RunLedger:
         from shared.adapters.ledger import RunLedger
 
         s = self.settings
-        return RunLedger(s.host_storage, s.operations_table, retry_seconds=s.storage_retry_seconds)
+        return RunLedger(
+            s.host_storage, s.operations_table, retry_seconds=s.storage_retry_seconds, identity=self.identity
+        )
 
     @cached_property
     def lake(self) -> Lake:
@@ -65,7 +75,7 @@ class App:
 
         return Lake(
             root,
-            storage_options=lambda: delta_storage_options(s.lake_storage),
+            storage_options=lambda: delta_storage_options(s.lake_storage, self.identity),
             commit_retries=s.delta_commit_retries,
             prepare=prepare if is_remote(root) else None,
         )
@@ -96,6 +106,11 @@ class App:
         return Runner(self.context)
 
 
-def build(settings: Settings) -> App:
-    """The app for ``settings``; nothing is connected until a part is first used."""
-    return App(settings)
+def build(settings: Settings, *, identity: Identity = managed_identity) -> App:
+    """The app for ``settings``; nothing is connected until a part is first used.
+
+    Args:
+        settings: Every setting.
+        identity: The token credential of each account that signs in with an identity.
+    """
+    return App(settings, identity)

@@ -98,6 +98,24 @@ class StoreUnavailable(TransientError):
         self.uri = uri
 
 
+class StoreAccessDenied(TransientError):
+    """A store refused the app's credential (401/403: an expired token, an identity without
+    a data role on the account), or the identity got no token at all (``signed_in`` False).
+    Retried, since a fresh token or a role assignment still propagating fixes it; a retry
+    that keeps failing ends the batch FAILED with this message. It never carries a token."""
+
+    def __init__(self, uri: str, reason: str, *, signed_in: bool = True) -> None:
+        super().__init__(
+            f"{uri} refused the app's credential ({reason}); check that the identity has a data role "
+            "on the account (Storage Blob Data Contributor, Storage Table Data Contributor)"
+            if signed_in
+            else f"{uri}: the app's identity got no token ({reason}); check the account's "
+            "__credential and __clientId settings and that the identity is assigned to the app"
+        )
+        self.uri = uri
+        self.reason = reason
+
+
 # -- operator requests -----------------------------------------------------------------------
 class ApiError(PipelineError):
     """An operator request that cannot be served; ``status`` is the HTTP answer."""

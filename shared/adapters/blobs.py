@@ -3,7 +3,8 @@
 Connection-level failures (a reset socket, a refused connection, an emulator
 restarting) surface as exceptions the SDK's retry policy does not absorb; ``outlast``
 retries them with exponential backoff for the retry budget, then raises
-``StoreUnavailable`` naming the store.
+``StoreUnavailable`` naming the store. A store that refuses the credential (or a
+credential that cannot get a token) raises ``StoreAccessDenied`` at once.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from azure.core.exceptions import (
+    ClientAuthenticationError,
     ResourceExistsError,
     ResourceNotFoundError,
     ServiceRequestError,
@@ -23,7 +25,7 @@ from azure.core.exceptions import (
 )
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
-from shared.adapters.clients import blob_service, datalake_service
+from shared.adapters.clients import Identity, access_denied, blob_service, datalake_service, managed_identity
 from shared.errors import SourceGone, StoreUnavailable, TransientError
 from shared.settings import StorageAccount
 
@@ -42,6 +44,7 @@ def outlast[T](where: str, call: Callable[[], T], budget: float) -> T:
 
     Raises:
         StoreUnavailable: the store still failed when the budget ran out.
+        StoreAccessDenied: the store refused the credential, or it could not get a token.
     """
     retrying = Retrying(
         retry=retry_if_exception_type(CONNECTION_ERRORS),
@@ -53,18 +56,23 @@ def outlast[T](where: str, call: Callable[[], T], budget: float) -> T:
         return retrying(call)
     except CONNECTION_ERRORS as exc:
         raise StoreUnavailable(where, exc) from exc
+    except ClientAuthenticationError as exc:
+        raise access_denied(where, exc) from exc
 
 
 class Blobs:
     """Containers and blobs of one account."""
 
-    def __init__(self, account: StorageAccount, *, retry_seconds: float) -> None:
+    def __init__(
+        self, account: StorageAccount, *, retry_seconds: float, identity: Identity = managed_identity
+    ) -> None:
         self.account = account
         self.retry_seconds = retry_seconds
+        self.identity = identity
 
     @cached_property
     def service(self) -> BlobServiceClient:
-        return blob_service(self.account)
+        return blob_service(self.account, self.identity)
 
     def _blob(self, container: str, path: str) -> BlobClient:
         return self.service.get_blob_client(container, path)
@@ -174,7 +182,7 @@ class Blobs:
         self.delete(src.container, src.path)
 
     def _rename(self, src: BlobLocation, dst: BlobLocation) -> None:
-        dfs = datalake_service(self.account)
+        dfs = datalake_service(self.account, self.identity)
         file_client = dfs.get_file_system_client(src.container).get_file_client(src.path)
         try:
             self._outlast(

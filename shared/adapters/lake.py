@@ -6,7 +6,9 @@ commit that belongs to a batch carries a Delta application transaction (its
 ``commit_id``) and the batch's figures as commit metadata, so a retried step finds its own
 commit, and what that commit recorded, instead of writing again. A commit that loses a
 race raises ``CommitConflict``; ``Table.retrying`` re-runs a read-modify-commit on a
-fresh snapshot.
+fresh snapshot. Every open asks for fresh storage options (a signed-in lake's bearer
+token is fixed for the life of the ``DeltaTable``); a store that refuses them raises
+``StoreAccessDenied``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from deltalake import (
 )
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
+from shared.adapters.clients import access_denied, denied
 from shared.adapters.storage import is_remote, join
 from shared.errors import CommitConflict, TransientError
 
@@ -106,6 +109,7 @@ class Lake:
         return join(self.root, name) if is_remote(self.root) else str(Path(self.root, name).resolve())
 
     def storage_options(self) -> dict[str, str] | None:
+        """Options for one table open or scan, asked for anew each time (tokens expire)."""
         return self._options() if self._options is not None and is_remote(self.root) else None
 
     def table(self, spec: TableSpec) -> Table:
@@ -269,6 +273,8 @@ class Table:
         except TableNotFoundError:
             return None
         except (OSError, DeltaError) as exc:
+            if denied(exc):
+                raise access_denied(self.uri, exc) from exc
             raise TransientError(f"{self.uri}: cannot open the table: {exc}") from exc
 
     def _create(self) -> None:
@@ -369,6 +375,10 @@ class Snapshot:
             )
         except CommitFailedError as exc:
             raise CommitConflict(f"append to {self.table.spec.name} ({app_id}): {exc}") from exc
+        except (OSError, DeltaError) as exc:
+            if denied(exc):
+                raise access_denied(self.table.uri, exc) from exc
+            raise
         return Commit(self._dt.version(), dict(figures))
 
     def merge(
@@ -390,6 +400,10 @@ class Snapshot:
             ).when_matched_update(updates=dict(updates)).when_not_matched_insert_all().execute()
         except CommitFailedError as exc:
             raise CommitConflict(f"merge into {self.table.spec.name} ({app_id}): {exc}") from exc
+        except (OSError, DeltaError) as exc:
+            if denied(exc):
+                raise access_denied(self.table.uri, exc) from exc
+            raise
         return Commit(self._dt.version(), dict(figures))
 
 

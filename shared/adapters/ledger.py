@@ -18,7 +18,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.data.tables import UpdateMode
 
 from shared.adapters.blobs import outlast
-from shared.adapters.clients import table_client
+from shared.adapters.clients import Identity, managed_identity, table_client
 from shared.settings import StorageAccount
 
 if TYPE_CHECKING:
@@ -33,14 +33,22 @@ class RunLedger:
     RUNS = "run"
     MAINTENANCE = "maintenance"
 
-    def __init__(self, account: StorageAccount, table: str, *, retry_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        account: StorageAccount,
+        table: str,
+        *,
+        retry_seconds: float = 60.0,
+        identity: Identity = managed_identity,
+    ) -> None:
         self.account = account
         self.table = table
         self.retry_seconds = retry_seconds
+        self.identity = identity
 
     @cached_property
     def client(self) -> TableClient:
-        return self._outlast(lambda: table_client(self.account, self.table))
+        return self._outlast(lambda: table_client(self.account, self.table, self.identity))
 
     def _outlast(self, call: Any) -> Any:
         return outlast(f"{self.account.table_uri}/{self.table}", call, self.retry_seconds)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from shared.adapters.blobs import Blobs
+from shared.adapters.clients import Identity, managed_identity
 from shared.errors import SourceGone, TransientError
 from shared.settings import StorageAccount
 from shared.uris import BlobLocation, is_remote, join, locate
@@ -39,9 +40,11 @@ class ObjectInfo:
 class Storage:
     """Read, list, write and move files wherever they live: blobs or local folders."""
 
-    def __init__(self, account: StorageAccount, *, retry_seconds: float = 60.0) -> None:
+    def __init__(
+        self, account: StorageAccount, *, retry_seconds: float = 60.0, identity: Identity = managed_identity
+    ) -> None:
         self.account = account
-        self.blobs = Blobs(account, retry_seconds=retry_seconds)
+        self.blobs = Blobs(account, retry_seconds=retry_seconds, identity=identity)
 
     def locate(self, uri: str) -> BlobLocation:
         """Split a remote URI into container and blob path (no I/O); see ``shared.uris``."""
