@@ -19,8 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
 from shared.errors import ConfigError
+from shared.uris import account_of
 
 # Azurite's published well-known development account and key: not a secret.
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -91,13 +93,17 @@ class StorageAccount:
             return None
         name = values.get(prefix + "accountName", "")
         uris = {s: values.get(f"{prefix}{s}ServiceUri", "").rstrip("/") for s in _SERVICES}
+        given = uris["blob"] or uris["table"] or uris["queue"]
         if not name:
-            blob = uris["blob"] or uris["table"] or uris["queue"]
-            if not blob:
+            if not given:
                 raise ConfigError(f"{prefix}accountName (or {prefix}blobServiceUri) is not set")
-            name = blob.split("//", 1)[-1].split(".", 1)[0]
+            # Virtual-host style names the account first in the host; path-style (an
+            # emulator) in the path.
+            name = account_of(given) or ""
         for service in _SERVICES:
-            uris[service] = uris[service] or f"https://{name}.{service}.core.windows.net"
+            path_style = given and urlparse(given).port is not None
+            fallback = given if path_style else f"https://{name}.{service}.core.windows.net"
+            uris[service] = uris[service] or fallback
         credential = values.get(prefix + "credential", "").lower()
         if credential not in ("", "managedidentity"):
             raise ConfigError(f"{prefix}credential must be managedidentity (or unset), got {credential!r}")

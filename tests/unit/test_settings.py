@@ -76,3 +76,15 @@ def test_the_eventhub_connection_string_is_read_but_never_shown() -> None:
     assert settings.eventhub_connection_string == secret
     assert "hush" not in repr(settings)
     assert Settings.from_env(base).eventhub_connection_string is None
+
+
+def test_a_path_style_service_uri_names_its_account_in_the_path() -> None:
+    from shared.settings import StorageAccount
+
+    uri = "https://127.0.0.1:10000/devstoreaccount1"
+    account = StorageAccount.from_values({"X__blobServiceUri": uri, "X__credential": "managedidentity"}, "X")
+    assert account is not None
+    assert (account.name, account.blob_uri, account.dfs_uri) == ("devstoreaccount1", uri, uri)
+    hosted = StorageAccount.from_values({"X__blobServiceUri": "https://lake1.blob.core.windows.net"}, "X")
+    assert hosted is not None
+    assert (hosted.name, hosted.table_uri) == ("lake1", "https://lake1.table.core.windows.net")
