@@ -192,11 +192,14 @@ def access_denied(where: str, exc: BaseException) -> StoreAccessDenied:
 
 
 def _storage_retry() -> ExponentialRetry:
-    """The Blob and DFS clients' own retry (they ignore azure-core's ``retry_backoff_*``:
-    15 s, then 15 s + 3**n, with 3 s of jitter), 5 attempts, except that a credential that
-    got no token is not retried: the storage policy retries every ``AzureError``, where
-    azure-core's (and so the Tables client) re-raises ``ClientAuthenticationError`` at
-    once, and the identity credential has already retried its own endpoint."""
+    """The Blob and DFS clients' own retry (they ignore azure-core's ``retry_backoff_*``),
+    4 attempts about 1, 3, 5 and 9 s apart: throttling and 5xx answers are ridden out here,
+    and a longer outage is ``outlast``'s (STORAGE_RETRY_SECONDS) to ride out or report. The
+    SDK's default (15 s, then 15 s + 3**n) would hold a call about three minutes before the
+    budget even started. A credential that got no token is not retried: the storage policy
+    retries every ``AzureError``, where azure-core's (and so the Tables client) re-raises
+    ``ClientAuthenticationError`` at once, and the identity credential has already retried
+    its own endpoint."""
     from azure.core.exceptions import ClientAuthenticationError
     from azure.storage.blob import ExponentialRetry
 
@@ -208,4 +211,4 @@ def _storage_retry() -> ExponentialRetry:
                 return False
             return bool(super().increment(settings, request, response, error))
 
-    return StorageRetry(retry_total=5)
+    return StorageRetry(initial_backoff=1, increment_base=2, retry_total=4)
