@@ -1,4 +1,4 @@
-"""The contract's SQL text, as Spark must be given it to mean what polars reads.
+r"""The contract's SQL text, as Spark must be given it to mean what polars reads.
 
 The expectations are written once, in the SQL polars' ``pl.sql_expr`` parses. Spark's
 parser reads the same text differently in two places, so the text is translated here,
@@ -9,6 +9,9 @@ token by token, never rewritten by hand:
   ``[\\x00-\\x1f]`` and the IP regex would silently match other text) and reads ``''`` as
   two literals glued together. Inside literals, backslashes are doubled and ``''``
   becomes ``\\'``.
+* **Regex anchors.** Rust's ``$`` (polars' ``REGEXP_LIKE``) matches only at the end of
+  the text; Java's also matches before a final line terminator, so ``'1.2.3.4\n'`` would
+  pass ``ip_address_valid``. In a ``REGEXP_LIKE`` pattern an anchoring ``$`` becomes ``\z``.
 * **TRIM.** polars' ``TRIM(x)`` strips every Unicode White_Space character (Rust's
   ``char::is_whitespace``); Spark's strips spaces only, so ``user_id = "\\t"`` would pass
   ``user_id_required``. ``TRIM(x)``, ``LTRIM(x)`` and ``RTRIM(x)`` become the
@@ -47,6 +50,16 @@ def for_spark(sql: str) -> str:
             out.append(_spark_literal(literal))
             continue
         word = _word_at(sql, i)
+        if word and word.upper() == "REGEXP_LIKE" and _next_char(sql, i + len(word)) == "(":
+            start = sql.index("(", i + len(word))
+            end = _closing(sql, start)
+            subject, pattern = _split_arguments(sql[start + 1 : end])
+            literal, after = _literal(pattern.strip(), 0)
+            if after != len(pattern.strip()):
+                raise ValueError(f"REGEXP_LIKE needs a literal pattern: {sql!r}")
+            out.append(f"REGEXP_LIKE({for_spark(subject)}, {_spark_literal(java_regex(literal))})")
+            i = end + 1
+            continue
         if word and word.upper() in _TRIMS and _next_char(sql, i + len(word)) == "(":
             start = sql.index("(", i + len(word))
             end = _closing(sql, start)
@@ -62,6 +75,47 @@ def for_spark(sql: str) -> str:
         out.append(c)
         i += 1
     return "".join(out)
+
+
+def java_regex(pattern: str) -> str:
+    """A Rust regex (what polars runs) as the Java regex that matches the same texts.
+
+    Only ``$`` differs for the contracts' patterns (see the module docstring); escapes
+    and character classes are kept as written.
+    """
+    out: list[str] = []
+    i, in_class = 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if c == "[" and not in_class:
+            in_class = True
+        elif c == "]" and in_class:
+            in_class = False
+        out.append("\\z" if c == "$" and not in_class else c)
+        i += 1
+    return "".join(out)
+
+
+def _split_arguments(arguments: str) -> tuple[str, str]:
+    """A two-argument call's arguments (commas inside literals or parentheses ignored)."""
+    depth, i = 0, 0
+    while i < len(arguments):
+        c = arguments[i]
+        if c == "'":
+            _, i = _literal(arguments, i)
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "," and depth == 0:
+            return arguments[:i], arguments[i + 1 :]
+        i += 1
+    raise ValueError(f"expected two arguments in {arguments!r}")
 
 
 def _literal(sql: str, start: int) -> tuple[str, int]:
