@@ -82,8 +82,16 @@ def session(*, local: bool) -> SparkSession:
     return spark
 
 
-def run(spark: SparkSession, args: argparse.Namespace, *, lake: Lake | None = None) -> dict[str, object]:
+def run(
+    spark: SparkSession,
+    args: argparse.Namespace,
+    *,
+    lake: Lake | None = None,
+    avro: sources.AvroSource | None = None,
+) -> dict[str, object]:
     """Run the layers ``args`` name for one batch; returns what they counted.
+
+    ``lake`` and ``avro`` replace the adapters ``--local`` chooses (tests).
 
     Raises:
         ConfigError: a flag is malformed or the geo database is not the Function's.
@@ -107,7 +115,7 @@ def run(spark: SparkSession, args: argparse.Namespace, *, lake: Lake | None = No
         source=args.read_from or args.source,
         format=args.format,
         tables=layers.table_refs(tables, contract),
-        avro=sources.LocalCapture() if args.local else sources.databricks_avro,
+        avro=avro or (sources.LocalCapture() if args.local else sources.databricks_avro),
     )
     for name in names:
         log.info("batch %s: %s", args.batch_id, name)

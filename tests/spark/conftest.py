@@ -25,7 +25,8 @@ def spark() -> Iterator[object]:
 
     spark = session(local=True)
     # Small splits, so one test file is read in several: the numbering across splits is tested.
-    spark.conf.set("spark.sql.files.maxPartitionBytes", str(256 * 1024))
+    spark.conf.set("spark.sql.files.maxPartitionBytes", str(16 * 1024))
+    spark.conf.set("spark.sql.files.openCostInBytes", "0")
     spark.conf.set("spark.sql.shuffle.partitions", "4")
     yield spark
     spark.stop()

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 from deltalake import DeltaTable
 
-from databricks_jobs import layers, main
+from databricks_jobs import layers, main, sources
 from shared.contracts import USER_ACTIVITY, Contract
 from shared.pipeline import decode, gold, keyindex, medallion, schemas, validate
 
@@ -58,7 +58,11 @@ class PolarsRoute:
 
 
 def spark_ingest(spark: object, lake: Path, batch: Landed, *, layers_run: str = "bronze,silver,gold") -> dict[str, object]:
-    """Run the Spark job for one batch into the lake at ``lake``; returns what it counted."""
+    """Run the Spark job for one batch into the lake at ``lake``; returns what it counted.
+
+    Capture files are read in row groups of 64 records, so that (with the session's small
+    splits) a file is read in several splits and the numbering across them is exercised.
+    """
     argv = [
         "--dataset", USER_ACTIVITY.dataset,
         "--batch-id", batch.batch_id,
@@ -70,7 +74,8 @@ def spark_ingest(spark: object, lake: Path, batch: Landed, *, layers_run: str = 
     ]  # fmt: skip
     for name, uri in layers.lake_layout(str(lake), USER_ACTIVITY).items():
         argv += ["--table", f"{name}={uri}"]
-    return main.run(spark, main.parser().parse_args(argv))  # type: ignore[arg-type]
+    avro = sources.LocalCapture(rows_per_group=64)
+    return main.run(spark, main.parser().parse_args(argv), avro=avro)  # type: ignore[arg-type]
 
 
 def table(lake: Path, name: str) -> pl.DataFrame:
