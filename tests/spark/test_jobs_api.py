@@ -253,3 +253,34 @@ def test_serverless_runs_name_an_environment_with_the_clusters_requirements(api:
     assert task["environment_key"] == "default" and "new_cluster" not in task
     (environment,) = body["environments"]
     assert environment["spec"]["dependencies"] == ["-r /Workspace/Shared/tributary/ok/databricks_jobs/requirements.txt"]
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_a_large_file_goes_the_whole_way_through_the_stand_in(tmp_path: Path) -> None:
+    """The adapter submits the real job; the stand-in runs it with local PySpark into a lake."""
+    from deltalake import DeltaTable
+
+    from databricks_jobs import layers
+    from databricks_jobs.main import geo_sha256
+    from shared.batches import commit_id
+    from shared.contracts import USER_ACTIVITY
+    from shared.dev import generator
+
+    landed = generator.generate_capture_file(events=300, seed=4, defect_rate=0.05)
+    source = tmp_path / "capture" / landed.path
+    source.parent.mkdir(parents=True)
+    source.write_bytes(landed.data)
+    tables = layers.lake_layout(str(tmp_path / "lake"), USER_ACTIVITY)
+    run = JobRun("e2e-batch", "user_activity", str(source), "avro", "2026-11-21T12:05:00Z", tables,
+                 geo_sha256=geo_sha256())  # fmt: skip
+    server = JobsApi(token=TOKEN, start_seconds=0.2, logs=tmp_path / "logs").start()
+    try:
+        jobs = DatabricksJobs(settings(server.url), retry_wait=0.05)
+        run_id = jobs.submit(run)
+        final = watch(jobs, run_id, timeout=280)[-1]
+        assert final.succeeded, server.run_log(run_id)[-3000:]
+    finally:
+        server.stop()
+    for name in ("bronze", "quarantine", "silver", *(f"gold.{t}" for t in ("user_watch_time", "region_daily_watch_time"))):
+        assert DeltaTable(tables[name]).transaction_version(commit_id(name, "e2e-batch")) == 1, name
