@@ -198,7 +198,9 @@ class LocalLake:
                 commit_properties=_commit(app_id, figures, {SILVER_WRITER: read.writer + 1}),
             )
         except CommitFailedError as exc:
-            raise CommitConflict(f"{table.uri}: {app_id} lost a race with another silver writer: {exc}") from exc
+            raise CommitConflict(
+                f"{table.uri}: {app_id} lost a race with another silver writer: {exc}"
+            ) from exc
         return int(snapshot.version())
 
     def merge(
@@ -327,7 +329,9 @@ class DeltaSparkLake:
             with self._session_txn(SILVER_WRITER, read.version + 1, _user_metadata(app_id, figures)):
                 merge.execute()
         except (ConcurrentAppendException, ConcurrentTransactionException) as exc:
-            raise CommitConflict(f"{table.uri}: {app_id} lost a race with another silver writer: {exc}") from exc
+            raise CommitConflict(
+                f"{table.uri}: {app_id} lost a race with another silver writer: {exc}"
+            ) from exc
         version = self.landed(table, app_id)
         if version is None:
             raise CommitConflict(f"{table.uri}: another silver commit landed since version {read.version}")

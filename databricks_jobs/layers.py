@@ -110,7 +110,9 @@ def run_bronze(batch: Batch) -> None:
     }
     batch_id = batch.stamp.batch_id
     bronze = transforms.bronze(rows, batch.contract, batch.stamp)
-    batch.lake.append(batch.tables["bronze"], bronze, commit_id("bronze", batch_id), {"batch_time": batch.batch_time})
+    batch.lake.append(
+        batch.tables["bronze"], bronze, commit_id("bronze", batch_id), {"batch_time": batch.batch_time}
+    )
     rejects = transforms.quarantine(rows, batch.stamp)
     batch.lake.append(batch.tables["quarantine"], rejects, commit_id("quarantine", batch_id), {})
 
@@ -164,7 +166,9 @@ def run_gold(batch: Batch) -> None:
     read = inserted.count()
     expected = batch.figures.get("silver_inserted")
     if expected is not None and read != expected:
-        raise TransientError(f"gold read {read} rows of batch {batch_id} from silver, but silver inserted {expected}")
+        raise TransientError(
+            f"gold read {read} rows of batch {batch_id} from silver, but silver inserted {expected}"
+        )
     for table in gold.tables(contract) if read else ():
         rows = transforms.aggregate(table, inserted)
         version = head.version
@@ -173,7 +177,8 @@ def run_gold(batch: Batch) -> None:
             companion = batch.tables[f"gold.{measure.via}"]
             at = batch.lake.head(companion)
             rows = rows.join(
-                transforms.distinct_counts(table, measure, batch.lake.scan(companion, at), rows), list(table.keys)
+                transforms.distinct_counts(table, measure, batch.lake.scan(companion, at), rows),
+                list(table.keys),
             )
             version = at.version
         batch.lake.merge(

@@ -106,12 +106,16 @@ def run(
     names = [name.strip() for name in args.layers.split(",") if name.strip()]
     unknown = [name for name in names if name not in layers.RUNNERS]
     if unknown:
-        raise ConfigError(f"--layers: unknown layer {', '.join(unknown)} (known: {', '.join(layers.LAYER_NAMES)})")
+        raise ConfigError(
+            f"--layers: unknown layer {', '.join(unknown)} (known: {', '.join(layers.LAYER_NAMES)})"
+        )
     batch = layers.Batch(
         spark=spark,
         lake=lake or (LocalLake(spark) if args.local else DeltaSparkLake(spark)),
         contract=contract,
-        stamp=Stamp(args.batch_id, args.source, datetime.fromisoformat(args.batch_time.replace("Z", "+00:00"))),
+        stamp=Stamp(
+            args.batch_id, args.source, datetime.fromisoformat(args.batch_time.replace("Z", "+00:00"))
+        ),
         source=args.read_from or args.source,
         format=args.format,
         tables=layers.table_refs(tables, contract),
@@ -129,12 +133,11 @@ def check_geo(expected: str) -> None:
     Raises:
         ConfigError: it is another file (another geoip2fast version on the cluster).
     """
-    from shared.pipeline import geo
 
     digest = geo_sha256()
     if digest != expected:
         raise ConfigError(
-            f"the cluster's geo database ({geo.__name__}: sha256 {digest}) is not the Function's ({expected}): "
+            f"the cluster's geo database (sha256 {digest}) is not the Function's ({expected}): "
             "install the geoip2fast version requirements.txt pins"
         )
 

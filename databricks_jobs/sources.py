@@ -73,7 +73,11 @@ def records(spark: SparkSession, path: str, fmt: Format, avro: AvroSource = data
     if fmt == "parquet":
         return Records(spark.read.parquet(path).select("*", _split()), "structured")
     # Only "\n" ends a line, as when Python iterates a file; the bytes stay as they are.
-    lines = spark.read.option("lineSep", "\n").text(path).select(_split(), F.col("value").cast("binary").alias("_body"))
+    lines = (
+        spark.read.option("lineSep", "\n")
+        .text(path)
+        .select(_split(), F.col("value").cast("binary").alias("_body"))
+    )
     if fmt == "ndjson":
         counts = lines.groupBy(SPLIT).agg(F.count(F.lit(1)).alias("lines"))
         return Records(lines, "lines", lines=counts)
@@ -103,7 +107,12 @@ class LocalCapture:
         import pyarrow.parquet as pq
 
         member = pa.struct(
-            [("member0", pa.int64()), ("member1", pa.float64()), ("member2", pa.string()), ("member3", pa.binary())]
+            [
+                ("member0", pa.int64()),
+                ("member1", pa.float64()),
+                ("member2", pa.string()),
+                ("member3", pa.binary()),
+            ]
         )
         shape = pa.schema(
             [
@@ -132,7 +141,15 @@ def _shaped(record: dict[str, Any]) -> dict[str, Any]:
     branch it holds in ``member<i>`` (branches in the schema's order), the rest null."""
     properties = []
     for key, value in (record.get("SystemProperties") or {}).items():
-        slot = 3 if isinstance(value, bytes) else 2 if isinstance(value, str) else 1 if isinstance(value, float) else 0
+        slot = (
+            3
+            if isinstance(value, bytes)
+            else 2
+            if isinstance(value, str)
+            else 1
+            if isinstance(value, float)
+            else 0
+        )
         properties.append((key, {f"member{slot}": value}))
     return {
         "SequenceNumber": record["SequenceNumber"],

@@ -95,7 +95,9 @@ def checked(rows: DataFrame, contract: Contract) -> DataFrame:
 def bronze(rows: DataFrame, contract: Contract, stamp: Stamp) -> DataFrame:
     """The valid rows as bronze keeps them: every field the string it arrived as."""
     typed = {f.name for f in contract.fields if f.type != "string"}
-    received = {name: F.col(f"_raw_{name}") if name in typed else F.col(name) for name in contract.field_names}
+    received = {
+        name: F.col(f"_raw_{name}") if name in typed else F.col(name) for name in contract.field_names
+    }
     return _stamped(rows.where(VALID), schemas.bronze(contract), stamp, received)
 
 
@@ -109,7 +111,9 @@ def quarantine(rows: DataFrame, stamp: Stamp) -> DataFrame:
     return _stamped(rows.where(~F.col(VALID)), schemas.quarantine(), stamp, columns)
 
 
-def _stamped(rows: DataFrame, columns: Mapping[str, object], stamp: Stamp, given: Mapping[str, Column]) -> DataFrame:
+def _stamped(
+    rows: DataFrame, columns: Mapping[str, object], stamp: Stamp, given: Mapping[str, Column]
+) -> DataFrame:
     stamps = {
         "_batch_id": F.lit(stamp.batch_id),
         "_source": F.lit(stamp.source),

@@ -78,10 +78,11 @@ class DatabricksNotConfigured(ConfigError):
 
     def __init__(self) -> None:
         super().__init__(
-            "no Databricks workspace is configured: set DATABRICKS_HOST (https://adb-<id>.<n>.azuredatabricks.net) "
-            "and DATABRICKS_CLIENT_ID (the Function's managed identity, added to the workspace) or, locally, "
-            "DATABRICKS_TOKEN; deploy databricks_jobs/ (databricks bundle deploy) to DATABRICKS_JOB_ROOT; "
-            "and give one of DATABRICKS_CLUSTER_POLICY_ID, DATABRICKS_INSTANCE_POOL_ID or DATABRICKS_SERVERLESS=true"
+            "no Databricks workspace is configured: set DATABRICKS_HOST "
+            "(https://adb-<id>.<n>.azuredatabricks.net) and DATABRICKS_CLIENT_ID (the Function's "
+            "managed identity, added to the workspace) or, locally, DATABRICKS_TOKEN; deploy "
+            "databricks_jobs/ (databricks bundle deploy) to DATABRICKS_JOB_ROOT; and give one of "
+            "DATABRICKS_CLUSTER_POLICY_ID, DATABRICKS_INSTANCE_POOL_ID or DATABRICKS_SERVERLESS=true"
         )
 
 

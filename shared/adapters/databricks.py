@@ -286,7 +286,9 @@ class DatabricksJobs:
         if s.token:
             return WorkspaceClient(config=Config(token=s.token, auth_type="pat", **common))
         strategy = _EntraStrategy(self._credential or _managed_identity(s.client_id))
-        return WorkspaceClient(config=Config(credentials_strategy=strategy, auth_type=strategy.auth_type(), **common))
+        return WorkspaceClient(
+            config=Config(credentials_strategy=strategy, auth_type=strategy.auth_type(), **common)
+        )
 
 
 def _managed_identity(client_id: str | None) -> TokenCredential:
@@ -320,7 +322,11 @@ def _transient(exc: BaseException) -> bool:
     if isinstance(exc, requests.ConnectionError | requests.Timeout | TimeoutError):
         return True
     if isinstance(
-        exc, errors.TooManyRequests | errors.InternalError | errors.TemporarilyUnavailable | errors.DeadlineExceeded
+        exc,
+        errors.TooManyRequests
+        | errors.InternalError
+        | errors.TemporarilyUnavailable
+        | errors.DeadlineExceeded,
     ):
         return True
     # A status the SDK maps to no class (502 among them) arrives as the base class.

@@ -32,7 +32,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -122,7 +121,9 @@ class JobsApi:
         self._server.shutdown()
         self._server.server_close()
 
-    def answer_next(self, status: int, error_code: str, message: str, *, times: int = 1, retry_after: int | None = None) -> None:
+    def answer_next(
+        self, status: int, error_code: str, message: str, *, times: int = 1, retry_after: int | None = None
+    ) -> None:
         """Answer the next ``times`` API requests with this error instead of serving them."""
         with self._lock:
             self._canned += [_Canned(status, error_code, message, retry_after)] * times
@@ -132,7 +133,9 @@ class JobsApi:
         return run.log.read_text(errors="replace") if run.log and run.log.exists() else ""
 
     # -- the API -----------------------------------------------------------------------------
-    def handle(self, method: str, path: str, query: dict[str, list[str]], body: Any, auth: str | None) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def handle(
+        self, method: str, path: str, query: dict[str, list[str]], body: Any, auth: str | None
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
         """One request -> (status, JSON body, extra headers)."""
         self.requests.append({"method": method, "path": path, "query": query, "body": body})
         if path == "/.well-known/databricks-config":
@@ -161,9 +164,20 @@ class JobsApi:
         tasks = body.get("tasks") or []
         token = body.get("idempotency_token")
         if token is not None and len(token) > 64:
-            return 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": "idempotency_token is longer than 64"}, {}
+            return (
+                400,
+                {"error_code": "INVALID_PARAMETER_VALUE", "message": "idempotency_token is longer than 64"},
+                {},
+            )
         if not tasks or "spark_python_task" not in tasks[0] or not tasks[0].get("task_key"):
-            return 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": "tasks[0] needs task_key and spark_python_task"}, {}
+            return (
+                400,
+                {
+                    "error_code": "INVALID_PARAMETER_VALUE",
+                    "message": "tasks[0] needs task_key and spark_python_task",
+                },
+                {},
+            )
         with self._lock:
             if token is not None and token in self._tokens:
                 return 200, {"run_id": self._tokens[token]}, {}
@@ -193,7 +207,9 @@ class JobsApi:
                 return
             local = self._local(run.python_file)
             if local is None or not local.is_file():
-                self._end(run, "INTERNAL_ERROR", "FAILED", f"Run failed to start: {run.python_file} does not exist")
+                self._end(
+                    run, "INTERNAL_ERROR", "FAILED", f"Run failed to start: {run.python_file} does not exist"
+                )
                 return
             self.logs.mkdir(parents=True, exist_ok=True)
             run.log = self.logs / f"run-{run.run_id}.log"
@@ -219,7 +235,9 @@ class JobsApi:
         elif code == 0:
             self._end(run, "TERMINATED", "SUCCESS", "")
         else:
-            self._end(run, "TERMINATED", "FAILED", _last_error(self.run_log(run.run_id)) or f"exit status {code}")
+            self._end(
+                run, "TERMINATED", "FAILED", _last_error(self.run_log(run.run_id)) or f"exit status {code}"
+            )
 
     def _cancel(self, run: _Run) -> None:
         with run.lock:
@@ -262,7 +280,9 @@ class JobsApi:
         task = {"task_key": run.task_key, "run_id": run.run_id + 1, "state": state, "run_page_url": url,
                 "spark_python_task": {"python_file": run.python_file, "parameters": run.parameters},
                 "start_time": ms(run.started), "end_time": ms(run.ended), "attempt_number": 0}  # fmt: skip
-        v2 = {"PENDING": "PENDING", "RUNNING": "RUNNING", "TERMINATING": "TERMINATING"}.get(run.life_cycle, "TERMINATED")
+        v2 = {"PENDING": "PENDING", "RUNNING": "RUNNING", "TERMINATING": "TERMINATING"}.get(
+            run.life_cycle, "TERMINATED"
+        )
         return {
             "job_id": 0,
             "run_id": run.run_id,
@@ -307,7 +327,11 @@ def _handler(api: JobsApi) -> type[BaseHTTPRequestHandler]:
             try:
                 body = json.loads(raw) if raw else None
             except ValueError:
-                status, answer, headers = 400, {"error_code": "MALFORMED_REQUEST", "message": "Invalid JSON"}, {}
+                status, answer, headers = (
+                    400,
+                    {"error_code": "MALFORMED_REQUEST", "message": "Invalid JSON"},
+                    {},
+                )
             else:
                 status, answer, headers = api.handle(
                     method, url.path, parse_qs(url.query), body, self.headers.get("Authorization")

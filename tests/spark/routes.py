@@ -38,7 +38,10 @@ class PolarsRoute:
     silver: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=schemas.silver(USER_ACTIVITY)))
 
     def ingest(self, batch: Landed) -> None:
-        contract, stamp = self.contract, {"batch_id": batch.batch_id, "source": str(batch.path), "batch_time": BATCH_TIME}
+        contract, stamp = (
+            self.contract,
+            {"batch_id": batch.batch_id, "source": str(batch.path), "batch_time": BATCH_TIME},
+        )
         with open(batch.path, "rb") as fh:
             parsed = decode.concat(decode.decode(io.BytesIO(fh.read()), str(batch.path), contract))
         checked = validate.validate(parsed, contract)
@@ -57,7 +60,9 @@ class PolarsRoute:
         return dict(gold.from_scratch(self.contract, self.silver))
 
 
-def spark_ingest(spark: object, lake: Path, batch: Landed, *, layers_run: str = "bronze,silver,gold") -> dict[str, object]:
+def spark_ingest(
+    spark: object, lake: Path, batch: Landed, *, layers_run: str = "bronze,silver,gold"
+) -> dict[str, object]:
     """Run the Spark job for one batch into the lake at ``lake``; returns what it counted.
 
     Capture files are read in row groups of 64 records, so that (with the session's small

@@ -27,11 +27,19 @@ def test_the_bundle_job_is_the_task_the_adapter_submits() -> None:
     (task,) = bundle["resources"]["jobs"]["tributary_large_file"]["tasks"]
     assert task["task_key"] == databricks.TASK_KEY
     assert task["spark_python_task"]["python_file"] == "${workspace.file_path}/" + databricks.ENTRY_POINT
-    assert task["libraries"] == [{"requirements": "${workspace.file_path}/" + databricks.CLUSTER_REQUIREMENTS}]
-    assert (JOBS.parent / databricks.ENTRY_POINT).is_file() and (JOBS.parent / databricks.CLUSTER_REQUIREMENTS).is_file()
+    assert task["libraries"] == [
+        {"requirements": "${workspace.file_path}/" + databricks.CLUSTER_REQUIREMENTS}
+    ]
+    assert (JOBS.parent / databricks.ENTRY_POINT).is_file() and (
+        JOBS.parent / databricks.CLUSTER_REQUIREMENTS
+    ).is_file()
     defaults = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true"}).databricks
     variables = {name: spec["default"] for name, spec in bundle["variables"].items()}
-    assert variables == {"spark_version": defaults.spark_version, "node_type": defaults.node_type, "workers": defaults.workers}
+    assert variables == {
+        "spark_version": defaults.spark_version,
+        "node_type": defaults.node_type,
+        "workers": defaults.workers,
+    }
     assert bundle["targets"]["prod"]["workspace"]["file_path"] == defaults.job_root
     assert set(bundle["targets"]) == {"dev", "prod"}
 

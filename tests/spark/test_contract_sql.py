@@ -20,12 +20,28 @@ TRICKY = {
     "log_id": ["ok-1", "\t", "a\x00b", "a\x1fb", "a\x7fb", "x" * 65, "\u3000", "a.b", "é" * 64, None],
     "user_id": ["u", "\t", "\u00a0", "\u3000", "\u2028", "\x1c", " ", "", "u", "u"],
     "ip_address": [
-        "1.2.3.4", "1x2x3x4", "999.1.1.1", "::1", "2001:db8::g1", "1.2.3", "::ffff:1.2.3.4",
-        "1.2.3.4\n", "fe80::1%eth0", None,
+        "1.2.3.4",
+        "1x2x3x4",
+        "999.1.1.1",
+        "::1",
+        "2001:db8::g1",
+        "1.2.3",
+        "::ffff:1.2.3.4",
+        "1.2.3.4\n",
+        "fe80::1%eth0",
+        None,
     ],
     "event_time": [
-        "2026-11-21T12:00:00Z", "2026-11-21 12:00:00Z", "2026-11-21T12:00:60Z", "1999-12-31T23:59:59Z",
-        "1700000000000", "2026-11-21T12:00:00+0130", "yesterday", "2026-12-25T00:00:00Z", None, "",
+        "2026-11-21T12:00:00Z",
+        "2026-11-21 12:00:00Z",
+        "2026-11-21T12:00:60Z",
+        "1999-12-31T23:59:59Z",
+        "1700000000000",
+        "2026-11-21T12:00:00+0130",
+        "yesterday",
+        "2026-12-25T00:00:00Z",
+        None,
+        "",
     ],
     "watch_time_sec": ["1", "1d", "1f", "inf", "NaN", " 12 ", "-0.5", "86401", "1e3", None],
     "action": ["play", "PLAY", "pause", "seek", "stop", "complete", "resume", "rewind", None, "play "],
@@ -46,13 +62,19 @@ def typed() -> pl.DataFrame:
 
 
 @pytest.mark.parametrize("expectation", USER_ACTIVITY.expectations, ids=lambda e: e.name)
-def test_each_expectation_means_in_spark_what_it_means_in_polars(spark: object, typed: pl.DataFrame, expectation: object) -> None:
-    polars_says = typed.select(pl.sql_expr(expectation.sql).fill_null(False).alias("ok")).get_column("ok").to_list()  # type: ignore[attr-defined]
+def test_each_expectation_means_in_spark_what_it_means_in_polars(
+    spark: object, typed: pl.DataFrame, expectation: object
+) -> None:
+    polars_says = (
+        typed.select(pl.sql_expr(expectation.sql).fill_null(False).alias("ok")).get_column("ok").to_list()
+    )  # type: ignore[attr-defined]
     schema = dict(typed.schema)
     frame = spark.createDataFrame(to_arrow(typed, schema), struct(schema))  # type: ignore[attr-defined]
     spark_says = [
         r.ok
-        for r in frame.select(F.coalesce(F.expr(sql.for_spark(expectation.sql)), F.lit(False)).alias("ok")).collect()  # type: ignore[attr-defined]
+        for r in frame.select(
+            F.coalesce(F.expr(sql.for_spark(expectation.sql)), F.lit(False)).alias("ok")
+        ).collect()  # type: ignore[attr-defined]
     ]
     assert spark_says == polars_says
 
@@ -74,7 +96,19 @@ def test_polars_trim_strips_exactly_the_characters_for_spark_lists() -> None:
 
 
 def test_spark_xxhash64_is_the_key_hash_polars_writes(spark: object) -> None:
-    keys = ["", "a", "é", "日本語", "\x00", "a\x00b", "🎉", "ünï-cødé-🎉-0001", "x" * 1000, "log-0001", "\u2028"]
+    keys = [
+        "",
+        "a",
+        "é",
+        "日本語",
+        "\x00",
+        "a\x00b",
+        "🎉",
+        "ünï-cødé-🎉-0001",
+        "x" * 1000,
+        "log-0001",
+        "\u2028",
+    ]
     expected = pl.DataFrame({"log_id": keys}).select(keyindex.key_hash("log_id")).to_series().to_list()
     frame = spark.createDataFrame([(k,) for k in keys], "log_id string")  # type: ignore[attr-defined]
     from databricks_jobs.transforms import key_hash

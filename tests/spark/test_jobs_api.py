@@ -31,7 +31,7 @@ from shared.settings import Databricks, Settings
 TOKEN = "dapi-local-test"
 SCRIPTS = {
     "ok": "import sys, time; time.sleep(0.5); print(sys.argv[1:]); sys.exit(0)",
-    "fail": 'import json, sys; print(json.dumps({"error": "QuarantinedFile: avro: bad header"})); sys.exit(1)',
+    "fail": 'import json, sys; print(json.dumps({"error": "QuarantinedFile: avro: bad header"})); exit(1)',
     "slow": "import time; time.sleep(60)",
 }
 RUN = JobRun(
@@ -62,7 +62,9 @@ def api(tmp_path: Path) -> Iterator[JobsApi]:
 
 
 def jobs_for(api: JobsApi, script: str = "ok", **extra: str) -> DatabricksJobs:
-    return DatabricksJobs(settings(api.url, job_root=f"/Workspace/Shared/tributary/{script}", **extra), retry_wait=0.05)
+    return DatabricksJobs(
+        settings(api.url, job_root=f"/Workspace/Shared/tributary/{script}", **extra), retry_wait=0.05
+    )
 
 
 def watch(jobs: DatabricksJobs, run_id: int, timeout: float = 60) -> list[RunStatus]:
@@ -88,7 +90,11 @@ def test_the_submit_body_names_the_token_the_task_and_the_jobs_flags(api: JobsAp
     jobs.submit(RUN)
     body = submits(api)[0]["body"]
     assert isinstance(body, dict)
-    assert body["idempotency_token"] == idempotency_token(RUN.batch_id, "bronze") == f"tributary:{RUN.batch_id}:bronze:0"
+    assert (
+        body["idempotency_token"]
+        == idempotency_token(RUN.batch_id, "bronze")
+        == f"tributary:{RUN.batch_id}:bronze:0"
+    )
     (task,) = body["tasks"]
     assert task["task_key"] == "batch"
     assert task["spark_python_task"] == {
@@ -101,7 +107,9 @@ def test_the_submit_body_names_the_token_the_task_and_the_jobs_flags(api: JobsAp
     assert params[params.index("--layers") + 1] == "bronze,silver,gold"
     assert "--table" in params and "--local" not in params
     assert task["new_cluster"]["policy_id"] == "policy-1" and task["new_cluster"]["num_workers"] == 3
-    assert task["libraries"] == [{"requirements": "/Workspace/Shared/tributary/ok/databricks_jobs/requirements.txt"}]
+    assert task["libraries"] == [
+        {"requirements": "/Workspace/Shared/tributary/ok/databricks_jobs/requirements.txt"}
+    ]
     assert body["timeout_seconds"] == task["timeout_seconds"] == 120 * 60
 
 
@@ -162,7 +170,9 @@ def test_a_run_past_its_timeout_ends_timedout(api: JobsApi) -> None:
     client = WorkspaceClient(host=api.url, token=TOKEN, auth_type="pat")
     task = sdk_jobs.SubmitTask(
         task_key="batch",
-        spark_python_task=sdk_jobs.SparkPythonTask(python_file="/Workspace/Shared/tributary/slow/databricks_jobs/main.py"),
+        spark_python_task=sdk_jobs.SparkPythonTask(
+            python_file="/Workspace/Shared/tributary/slow/databricks_jobs/main.py"
+        ),
         timeout_seconds=1,
     )
     run_id = client.jobs.submit(tasks=[task]).run_id
@@ -252,7 +262,9 @@ def test_serverless_runs_name_an_environment_with_the_clusters_requirements(api:
     (task,) = body["tasks"]
     assert task["environment_key"] == "default" and "new_cluster" not in task
     (environment,) = body["environments"]
-    assert environment["spec"]["dependencies"] == ["-r /Workspace/Shared/tributary/ok/databricks_jobs/requirements.txt"]
+    assert environment["spec"]["dependencies"] == [
+        "-r /Workspace/Shared/tributary/ok/databricks_jobs/requirements.txt"
+    ]
 
 
 @pytest.mark.spark
@@ -282,5 +294,10 @@ def test_a_large_file_goes_the_whole_way_through_the_stand_in(tmp_path: Path) ->
         assert final.succeeded, server.run_log(run_id)[-3000:]
     finally:
         server.stop()
-    for name in ("bronze", "quarantine", "silver", *(f"gold.{t}" for t in ("user_watch_time", "region_daily_watch_time"))):
+    for name in (
+        "bronze",
+        "quarantine",
+        "silver",
+        *(f"gold.{t}" for t in ("user_watch_time", "region_daily_watch_time")),
+    ):
         assert DeltaTable(tables[name]).transaction_version(commit_id(name, "e2e-batch")) == 1, name

@@ -17,7 +17,7 @@ import pytest
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
-from databricks_jobs import layers, lake
+from databricks_jobs import lake, layers
 from databricks_jobs.lake import Head, LocalLake, TableRef
 from databricks_jobs.main import parser
 from shared.batches import SILVER_WRITER, commit_id
@@ -32,7 +32,11 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 @pytest.fixture
 def batches(tmp_path: Path) -> list[Landed]:
-    files = [f for f in generator.generate_day(files=2, events_per_file=120, defect_rate=0.05, seed=11) if f.kind == "capture"]
+    files = [
+        f
+        for f in generator.generate_day(files=2, events_per_file=120, defect_rate=0.05, seed=11)
+        if f.kind == "capture"
+    ]
     landed = []
     for i, f in enumerate(files):
         path = tmp_path / "capture" / f.path
@@ -43,7 +47,9 @@ def batches(tmp_path: Path) -> list[Landed]:
 
 
 def versions(root: Path) -> dict[str, int]:
-    return {name: DeltaTable(uri).version() for name, uri in layers.lake_layout(str(root), USER_ACTIVITY).items()}
+    return {
+        name: DeltaTable(uri).version() for name, uri in layers.lake_layout(str(root), USER_ACTIVITY).items()
+    }
 
 
 def test_a_retried_job_changes_no_table(spark: Any, batches: list[Landed], tmp_path: Path) -> None:
@@ -57,7 +63,9 @@ def test_a_retried_job_changes_no_table(spark: Any, batches: list[Landed], tmp_p
     assert silver.transaction_version(commit_id("silver", batches[0].batch_id)) == 1
 
 
-def test_a_job_resumed_after_bronze_appends_bronze_once(spark: Any, batches: list[Landed], tmp_path: Path) -> None:
+def test_a_job_resumed_after_bronze_appends_bronze_once(
+    spark: Any, batches: list[Landed], tmp_path: Path
+) -> None:
     root = tmp_path / "lake"
     spark_ingest(spark, root, batches[0], layers_run="bronze")  # the run that died after bronze
     bronze = DeltaTable(layers.lake_layout(str(root), USER_ACTIVITY)["bronze"])
@@ -88,7 +96,10 @@ def delta_rs_commit(uri: str, rows: pl.DataFrame, batch_id: str, read: DeltaTabl
         mode="append",
         partition_by=[USER_ACTIVITY.partition_by],
         commit_properties=CommitProperties(
-            app_transactions=[Transaction(commit_id("silver", batch_id), 1), Transaction(SILVER_WRITER, writer + 1)]
+            app_transactions=[
+                Transaction(commit_id("silver", batch_id), 1),
+                Transaction(SILVER_WRITER, writer + 1),
+            ]
         ),
     )
 
@@ -101,7 +112,9 @@ class RacingLake(LocalLake):
         super().__init__(spark)
         self.rival, self.rival_batch, self.conflicts = rival, rival_batch, 0
 
-    def insert(self, table: TableRef, rows: Any, app_id: str, figures: Any, *, read: Head, key: tuple[str, ...]) -> int:
+    def insert(
+        self, table: TableRef, rows: Any, app_id: str, figures: Any, *, read: Head, key: tuple[str, ...]
+    ) -> int:
         if self.rival_batch:
             delta_rs_commit(table.uri, self.rival, self.rival_batch, self._open(table, read.version))
             self.rival_batch = ""
@@ -124,14 +137,17 @@ def test_a_spark_writer_that_loses_the_race_checks_again_against_the_winner(
     rival = pl.concat([rival, shared_keys])
     racing = RacingLake(spark, rival, batches[1].batch_id)
     argv = ["--dataset", "user_activity", "--batch-id", batches[0].batch_id, "--source", str(batches[0].path),
-            "--format", "avro", "--batch-time", BATCH_TIME.isoformat(), "--layers", "silver", "--local"]  # fmt: skip
+            "--format", "avro", "--batch-time", BATCH_TIME.isoformat(),
+            "--layers", "silver", "--local"]  # fmt: skip
     for name, uri in layers.lake_layout(str(root), USER_ACTIVITY).items():
         argv += ["--table", f"{name}={uri}"]
     from databricks_jobs.main import run
 
     figures = run(spark, parser().parse_args(argv), lake=racing)
     assert racing.conflicts == 1, "the first attempt must lose to the delta-rs commit"
-    silver = pl.from_arrow(DeltaTable(layers.lake_layout(str(root), USER_ACTIVITY)["silver"]).to_pyarrow_table())
+    silver = pl.from_arrow(
+        DeltaTable(layers.lake_layout(str(root), USER_ACTIVITY)["silver"]).to_pyarrow_table()
+    )
     assert isinstance(silver, pl.DataFrame)
     assert silver.get_column("log_id").is_unique().all()
     # (The generated rival also re-sends an event of this batch: a duplicate across files.)
@@ -142,7 +158,9 @@ def test_a_spark_writer_that_loses_the_race_checks_again_against_the_winner(
     assert dt.transaction_version(SILVER_WRITER) == 2  # the rival's commit, then ours
 
 
-def test_a_delta_rs_writer_that_loses_the_race_to_spark_conflicts(spark: Any, batches: list[Landed], tmp_path: Path) -> None:
+def test_a_delta_rs_writer_that_loses_the_race_to_spark_conflicts(
+    spark: Any, batches: list[Landed], tmp_path: Path
+) -> None:
     root = tmp_path / "lake"
     uri = layers.lake_layout(str(root), USER_ACTIVITY)["silver"]
     local = LocalLake(spark)
@@ -155,5 +173,6 @@ def test_a_delta_rs_writer_that_loses_the_race_to_spark_conflicts(spark: Any, ba
     assert read.writer == 0 and DeltaTable(uri).transaction_version(SILVER_WRITER) == 1
     # ...and a Spark commit on a stale check conflicts the same way.
     with pytest.raises(CommitConflict):
-        local.insert(table, spark.createDataFrame([], lake.spark_schema.struct(table.columns)), "silver:late", {},
+        empty = spark.createDataFrame([], lake.spark_schema.struct(table.columns))
+        local.insert(table, empty, "silver:late", {},
                      read=read, key=("_key_hash", "log_id"))  # fmt: skip

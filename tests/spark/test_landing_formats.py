@@ -40,7 +40,8 @@ def ndjson() -> bytes:
 
 FILES = {
     "parquet": lambda: generator.to_parquet_stream_analytics(
-        [e for e in events() if not isinstance(e.get("watch_time_sec"), str)], partition_id=3,
+        [e for e in events() if not isinstance(e.get("watch_time_sec"), str)],
+        partition_id=3,
         enqueued=dt.datetime(2026, 11, 21, 12, 1, tzinfo=dt.UTC),
     ),
     "csv": lambda: generator.to_csv(events()),
@@ -62,4 +63,6 @@ def test_bronze_and_quarantine_match_the_in_function_route(spark: Any, fmt: str,
     assert_frame_equal(ordered(table(tmp_path / "lake", "bronze"), expected_bronze.columns), expected_bronze)
     expected_rejects = ordered(pl.concat(polars_route.quarantine))
     assert expected_rejects.height >= 2
-    assert_frame_equal(ordered(table(tmp_path / "lake", "quarantine"), expected_rejects.columns), expected_rejects)
+    assert_frame_equal(
+        ordered(table(tmp_path / "lake", "quarantine"), expected_rejects.columns), expected_rejects
+    )

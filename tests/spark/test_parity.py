@@ -58,7 +58,11 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> list[Landed]:
     """Three generated files (every defect kind, duplicates within and across files) and
     the redeliveries file, landed on disk in Capture's layout."""
     root = tmp_path_factory.mktemp("capture")
-    files = [f for f in generator.generate_day(files=3, events_per_file=300, defect_rate=0.08, seed=7) if f.kind == "capture"]
+    files = [
+        f
+        for f in generator.generate_day(files=3, events_per_file=300, defect_rate=0.08, seed=7)
+        if f.kind == "capture"
+    ]
     landed = []
     for i, f in enumerate(files):
         path = root / f.path
@@ -102,7 +106,9 @@ def _one(event: generator.Event) -> object:
 
 
 @pytest.fixture(scope="module")
-def routes(spark: object, day: list[Landed], tmp_path_factory: pytest.TempPathFactory) -> tuple[PolarsRoute, Path]:
+def routes(
+    spark: object, day: list[Landed], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[PolarsRoute, Path]:
     lake = tmp_path_factory.mktemp("lake")
     polars_route = PolarsRoute()
     for batch in day:
@@ -126,7 +132,9 @@ def test_bronze_keeps_the_same_rows_as_received(routes: tuple[PolarsRoute, Path]
     assert_frame_equal(ordered(table(lake, "bronze"), expected.columns), expected)
 
 
-def test_silver_rows_are_identical_with_first_wins_and_global_dedupe(routes: tuple[PolarsRoute, Path]) -> None:
+def test_silver_rows_are_identical_with_first_wins_and_global_dedupe(
+    routes: tuple[PolarsRoute, Path],
+) -> None:
     polars_route, lake = routes
     expected = ordered(polars_route.silver)
     got = ordered(table(lake, "silver"), expected.columns)
