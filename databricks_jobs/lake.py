@@ -36,8 +36,9 @@ from databricks_jobs import schema as spark_schema
 from shared.batches import SILVER_WRITER
 from shared.errors import CommitConflict
 
+#: ``shared.adapters.lake.APP_ID_KEY``, which imports deltalake, not installed on a cluster
+#: (a test holds the two equal).
 APP_ID_KEY = "tributary.app_id"
-FIGURES_KEY = "tributary.figures"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,69 +107,60 @@ class Lake(Protocol):
 
 # -- local: delta-rs ---------------------------------------------------------------------------
 class LocalLake:
-    """Tables in a local folder (or behind ``storage_options``), committed through delta-rs."""
+    """Tables committed by the in-function route's own Delta code (``shared.adapters.lake``):
+    the same delta-rs commits, ids, figures and conflict rule, for rows Spark computed."""
 
     def __init__(self, spark: SparkSession, storage_options: dict[str, str] | None = None) -> None:
         self.spark = spark
         self.storage_options = storage_options
 
-    def _open(self, table: TableRef, version: int | None = None) -> Any:
-        from deltalake import DeltaTable
-        from deltalake.exceptions import TableNotFoundError
-
-        from shared.adapters.lake import TABLE_PROPERTIES
+    def table(self, table: TableRef) -> Any:
+        """The in-function route's handle of ``table`` (created empty on first use)."""
+        from shared.adapters.lake import Lake as DeltaLake
+        from shared.adapters.lake import TableSpec
         from shared.pipeline import schemas
 
-        try:
-            dt = DeltaTable(table.uri, storage_options=self.storage_options)
-        except TableNotFoundError:
-            DeltaTable.create(
-                table.uri,
-                schemas.arrow(dict(table.columns)),
-                mode="ignore",
-                partition_by=list(table.partition_by) or None,
-                configuration=TABLE_PROPERTIES,
-                storage_options=self.storage_options,
-            )
-            dt = DeltaTable(table.uri, storage_options=self.storage_options)
-        if version is not None:
-            dt.load_as_version(version)
-        return dt
+        options = self.storage_options
+        lake = DeltaLake(table.uri, storage_options=(lambda: options or {}) if options else None)
+        return lake.table(TableSpec("", schemas.arrow(dict(table.columns)), table.partition_by))
+
+    def _snapshot(self, table: TableRef, version: int | None = None) -> Any:
+        from deltalake import DeltaTable
+
+        from shared.adapters.lake import Snapshot
+
+        handle = self.table(table)
+        latest = handle.snapshot()
+        if version is None:
+            return latest
+        dt = DeltaTable(handle.uri, storage_options=self.storage_options)
+        dt.load_as_version(version)
+        return Snapshot(handle, dt)
 
     def scan(self, table: TableRef, at: Head | None = None) -> DataFrame:
-        dt = self._open(table, at.version if at else None)
+        from deltalake import DeltaTable
+
+        self.table(table).snapshot()  # created empty if it is not there yet
+        dt = DeltaTable(table.uri, storage_options=self.storage_options)
+        if at is not None:
+            dt.load_as_version(at.version)
         arrow = dt.to_pyarrow_table().cast(spark_schema.arrow(table.columns))
         if arrow.num_rows == 0:
             return self.spark.createDataFrame([], spark_schema.struct(table.columns))
         return self.spark.createDataFrame(arrow)
 
     def head(self, table: TableRef) -> Head:
-        dt = self._open(table)
-        return Head(dt.version(), dt.transaction_version(SILVER_WRITER) or 0)
+        snapshot = self._snapshot(table)
+        return Head(snapshot.version, snapshot.transaction(SILVER_WRITER) or 0)
 
     def landed(self, table: TableRef, app_id: str) -> int | None:
-        dt = self._open(table)
-        if dt.transaction_version(app_id) is None:
-            return None
-        return next((int(e["version"]) for e in dt.history() if e.get(APP_ID_KEY) == app_id), None)
+        found = self.table(table).commit(app_id)
+        return None if found is None else found.version
 
     def append(self, table: TableRef, rows: DataFrame, app_id: str, figures: Mapping[str, Any]) -> int | None:
-        from deltalake import write_deltalake
-
-        from shared.adapters.lake import WRITER_PROPERTIES
-
         if self.landed(table, app_id) is not None:
             return None
-        write_deltalake(
-            table.uri,
-            _arrow(rows, table),
-            mode="append",
-            partition_by=list(table.partition_by) or None,
-            storage_options=self.storage_options,
-            writer_properties=WRITER_PROPERTIES,
-            commit_properties=_commit(app_id, figures),
-        )
-        return int(self._open(table).version())
+        return self.table(table).append_once(_arrow(rows, table), app_id, figures).version  # type: ignore[no-any-return]
 
     def insert(
         self,
@@ -180,28 +172,13 @@ class LocalLake:
         read: Head,
         key: tuple[str, ...],
     ) -> int:
-        from deltalake import write_deltalake
-        from deltalake.exceptions import CommitFailedError
-
-        from shared.adapters.lake import WRITER_PROPERTIES
-
-        # Committed on top of the version the check read, as the in-function route does: a
-        # commit since then that advanced silver-writer makes this one fail.
-        snapshot = self._open(table, read.version)
-        try:
-            write_deltalake(
-                snapshot,
-                _arrow(rows, table),
-                mode="append",
-                partition_by=list(table.partition_by) or None,
-                writer_properties=WRITER_PROPERTIES,
-                commit_properties=_commit(app_id, figures, {SILVER_WRITER: read.writer + 1}),
-            )
-        except CommitFailedError as exc:
-            raise CommitConflict(
-                f"{table.uri}: {app_id} lost a race with another silver writer: {exc}"
-            ) from exc
-        return int(snapshot.version())
+        # On top of the version the check read, advancing silver-writer, as the in-function
+        # route commits: a commit since then that advanced it makes this one conflict.
+        snapshot = self._snapshot(table, read.version)
+        commit = snapshot.append(
+            _arrow(rows, table), app_id, figures, advance={SILVER_WRITER: read.writer + 1}
+        )
+        return int(commit.version)
 
     def merge(
         self,
@@ -211,45 +188,20 @@ class LocalLake:
         updates: Mapping[str, str],
         app_id: str,
     ) -> int | None:
-        from deltalake.exceptions import CommitFailedError
+        import polars as pl
 
-        from shared.adapters.lake import WRITER_PROPERTIES
-
-        dt = self._open(table)
-        if dt.transaction_version(app_id) is not None:
+        if self.landed(table, app_id) is not None:
             return None
-        try:
-            dt.merge(
-                _arrow(source, table),
-                predicate=" AND ".join(f"t.{k} = s.{k}" for k in keys),
-                source_alias="s",
-                target_alias="t",
-                writer_properties=WRITER_PROPERTIES,
-                commit_properties=_commit(app_id, {}),
-            ).when_matched_update(updates=dict(updates)).when_not_matched_insert_all().execute()
-        except CommitFailedError as exc:
-            raise CommitConflict(f"{table.uri}: MERGE {app_id} conflicted: {exc}") from exc
-        return int(dt.version())
+        frame = pl.from_arrow(_arrow(source, table))
+        assert isinstance(frame, pl.DataFrame)
+        return self.table(table).merge_once(frame, keys, updates, app_id).version  # type: ignore[no-any-return]
 
 
 def _arrow(rows: DataFrame, table: TableRef) -> Any:
     """The rows as Arrow in the table's column order and types (collected to the driver)."""
     from shared.pipeline import schemas
 
-    names = list(table.columns)
-    arrow = rows.select(*names).toArrow()
-    return arrow.cast(schemas.arrow(dict(table.columns)))
-
-
-def _commit(app_id: str, figures: Mapping[str, Any], advance: Mapping[str, int] | None = None) -> Any:
-    from deltalake import CommitProperties, Transaction
-
-    transactions = [Transaction(app_id=app_id, version=1)]
-    transactions += [Transaction(app_id=k, version=v) for k, v in (advance or {}).items()]
-    return CommitProperties(
-        custom_metadata={APP_ID_KEY: app_id, FIGURES_KEY: json.dumps(dict(figures), sort_keys=True)},
-        app_transactions=transactions,
-    )
+    return rows.select(*table.columns).toArrow().cast(schemas.arrow(dict(table.columns)))
 
 
 # -- Databricks: Delta Spark -------------------------------------------------------------------
@@ -279,7 +231,7 @@ class DeltaSparkLake:
         from pyspark.sql import functions as F
 
         history = DeltaTable.forPath(self.spark, table.uri).history()
-        tag = json.dumps({APP_ID_KEY: app_id})[1:-1]  # '"tributary.app_id": "<id>"'
+        tag = json.dumps({APP_ID_KEY: app_id})[1:-1]  # '"tributary.app_id": "<id>"', as written
         found = history.where(F.col("userMetadata").contains(tag)).select(F.min("version")).first()
         return None if found is None or found[0] is None else int(found[0])
 
@@ -394,4 +346,6 @@ class DeltaSparkLake:
 
 
 def _user_metadata(app_id: str, figures: Mapping[str, Any]) -> str:
-    return json.dumps({APP_ID_KEY: app_id, FIGURES_KEY: json.dumps(dict(figures), sort_keys=True)})
+    """The commit's figures as one JSON object, with the commit's id among them: Delta
+    Spark's only free-form commit field, read back by ``shared.adapters.lake``."""
+    return json.dumps({**figures, APP_ID_KEY: app_id}, sort_keys=True)

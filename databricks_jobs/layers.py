@@ -57,10 +57,12 @@ def table_refs(tables: Mapping[str, str], contract: Contract) -> dict[str, Table
 
 
 def lake_layout(root: str, contract: Contract) -> dict[str, str]:
-    """The table URIs of a lake rooted at ``root``, laid out as the in-function route lays it."""
-    layout = {name: f"{root}/{name}/{contract.dataset}" for name in ("bronze", "quarantine", "silver")}
-    layout |= {f"gold.{t.name}": f"{root}/gold/{t.name}" for t in gold.tables(contract)}
-    return layout
+    """The table URIs of a lake rooted at ``root``, as the in-function route lays it out
+    (``shared.layers.tables``): what the caller of a run passes as ``--table`` flags."""
+    from shared.adapters.lake import Lake
+    from shared.layers.tables import Tables
+
+    return {name: table.uri for name, table in Tables(Lake(root), contract).by_short_name().items()}
 
 
 @dataclass

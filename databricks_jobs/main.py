@@ -73,7 +73,10 @@ def session(*, local: bool) -> SparkSession:
     """The cluster's session (or a local one), set up as the transforms assume."""
     builder = SparkSession.builder.appName("tributary")
     if local:
-        builder = builder.master("local[*]").config("spark.ui.enabled", "false")
+        # The local adapter collects each table's rows to the driver for delta-rs.
+        builder = (
+            builder.master("local[*]").config("spark.ui.enabled", "false").config("spark.driver.memory", "4g")
+        )
     spark = builder.getOrCreate()
     for key, value in SESSION_CONF.items():
         spark.conf.set(key, value)

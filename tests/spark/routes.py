@@ -14,7 +14,8 @@ from deltalake import DeltaTable
 
 from databricks_jobs import layers, main, sources
 from shared.contracts import USER_ACTIVITY, Contract
-from shared.pipeline import decode, gold, keyindex, medallion, schemas, validate
+from shared.pipeline import decode, gold, keyindex, schemas, silver, validate
+from shared.pipeline.bronze import Stamp
 
 BATCH_TIME = datetime(2026, 11, 21, 23, 59, tzinfo=UTC)
 
@@ -38,23 +39,20 @@ class PolarsRoute:
     silver: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=schemas.silver(USER_ACTIVITY)))
 
     def ingest(self, batch: Landed) -> None:
-        contract, stamp = (
-            self.contract,
-            {"batch_id": batch.batch_id, "source": str(batch.path), "batch_time": BATCH_TIME},
-        )
+        contract, stamp = self.contract, Stamp(batch.batch_id, str(batch.path), BATCH_TIME)
         with open(batch.path, "rb") as fh:
             parsed = decode.concat(decode.decode(io.BytesIO(fh.read()), str(batch.path), contract))
         checked = validate.validate(parsed, contract)
-        bronze = medallion.with_batch(checked.valid, schemas.bronze(contract), **stamp)  # type: ignore[arg-type]
+        bronze = stamp.apply(checked.valid, schemas.bronze(contract))
         self.bronze.append(bronze)
-        self.quarantine.append(medallion.with_batch(checked.quarantined, schemas.quarantine(), **stamp))  # type: ignore[arg-type]
+        self.quarantine.append(stamp.apply(checked.quarantined, schemas.quarantine()))
         rows = keyindex.BatchRows.of(bronze.lazy(), batch.batch_id)
         keys = keyindex.index(rows, contract, keyindex.SCAN_ROWS)
         repeated = keyindex.repeats(rows, keys, contract)
         held = keyindex.held(self.silver.lazy(), rows, keys, repeated, contract)
         chunks = [c for c in rows.chunks(4096, np.union1d(repeated, held)) if c.height]
         if chunks:
-            self.silver = pl.concat([self.silver, *(medallion.silver_rows(c, contract) for c in chunks)])
+            self.silver = pl.concat([self.silver, *(silver.rows(c, contract) for c in chunks)])
 
     def gold(self) -> dict[str, pl.DataFrame]:
         return dict(gold.from_scratch(self.contract, self.silver))

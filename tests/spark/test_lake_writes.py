@@ -24,7 +24,8 @@ from shared.batches import SILVER_WRITER, commit_id
 from shared.contracts import USER_ACTIVITY
 from shared.dev import generator
 from shared.errors import CommitConflict
-from shared.pipeline import decode, medallion, schemas, validate
+from shared.pipeline import decode, schemas, silver, validate
+from shared.pipeline.bronze import Stamp
 from tests.spark.routes import BATCH_TIME, Landed, spark_ingest
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -81,9 +82,8 @@ def in_function_silver(landed: Landed) -> pl.DataFrame:
     with open(landed.path, "rb") as fh:
         parsed = decode.concat(decode.decode(fh, str(landed.path), USER_ACTIVITY))
     valid = validate.validate(parsed, USER_ACTIVITY).valid
-    bronze = medallion.with_batch(valid, schemas.bronze(USER_ACTIVITY), batch_id=landed.batch_id,
-                                  source=str(landed.path), batch_time=BATCH_TIME)  # fmt: skip
-    return medallion.silver_rows(bronze.unique("log_id", keep="first", maintain_order=True), USER_ACTIVITY)
+    bronze = Stamp(landed.batch_id, str(landed.path), BATCH_TIME).apply(valid, schemas.bronze(USER_ACTIVITY))
+    return silver.rows(bronze.unique("log_id", keep="first", maintain_order=True), USER_ACTIVITY)
 
 
 def delta_rs_commit(uri: str, rows: pl.DataFrame, batch_id: str, read: DeltaTable) -> None:
@@ -116,7 +116,7 @@ class RacingLake(LocalLake):
         self, table: TableRef, rows: Any, app_id: str, figures: Any, *, read: Head, key: tuple[str, ...]
     ) -> int:
         if self.rival_batch:
-            delta_rs_commit(table.uri, self.rival, self.rival_batch, self._open(table, read.version))
+            delta_rs_commit(table.uri, self.rival, self.rival_batch, DeltaTable(table.uri, version=read.version))
             self.rival_batch = ""
         try:
             return super().insert(table, rows, app_id, figures, read=read, key=key)
