@@ -160,7 +160,7 @@ class LocalLake:
     def append(self, table: TableRef, rows: DataFrame, app_id: str, figures: Mapping[str, Any]) -> int | None:
         if self.landed(table, app_id) is not None:
             return None
-        return self.table(table).append_once(_arrow(rows, table), app_id, figures).version  # type: ignore[no-any-return]
+        return self.table(table).append_once(_arrow(rows, table), app_id, figures).version
 
     def insert(
         self,
@@ -194,7 +194,7 @@ class LocalLake:
             return None
         frame = pl.from_arrow(_arrow(source, table))
         assert isinstance(frame, pl.DataFrame)
-        return self.table(table).merge_once(frame, keys, updates, app_id).version  # type: ignore[no-any-return]
+        return self.table(table).merge_once(frame, keys, updates, app_id).version
 
 
 def _arrow(rows: DataFrame, table: TableRef) -> Any:
@@ -260,7 +260,7 @@ class DeltaSparkLake:
         read: Head,
         key: tuple[str, ...],
     ) -> int:
-        from delta.exceptions import (  # type: ignore[import-not-found]
+        from delta.exceptions import (
             ConcurrentAppendException,
             ConcurrentTransactionException,
         )
@@ -297,7 +297,7 @@ class DeltaSparkLake:
         updates: Mapping[str, str],
         app_id: str,
     ) -> int | None:
-        from delta.exceptions import ConcurrentAppendException  # type: ignore[import-not-found]
+        from delta.exceptions import ConcurrentAppendException
         from delta.tables import DeltaTable
 
         if self.landed(table, app_id) is not None:

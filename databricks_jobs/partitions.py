@@ -103,7 +103,7 @@ def parse(
         frame = pl.from_arrow(batch)
         assert isinstance(frame, pl.DataFrame)
         for key, group in frame.group_by(SPLIT, maintain_order=True):
-            split = int(key[0])  # type: ignore[call-overload]
+            split = int(key[0])
             first = taken.get(split, 0)
             if kind in ("lines", "csv"):
                 seen = lines.get(split, 0)

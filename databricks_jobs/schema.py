@@ -8,6 +8,7 @@ restated.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -19,7 +20,7 @@ from pyspark.sql import types as T
 SPLIT, INDEX, SUB = "_split", "_i", "_sub"
 
 
-def spark_type(dtype: pl.DataType) -> T.DataType:
+def spark_type(dtype: Any) -> T.DataType:
     """The Spark type of a polars column type used by the project's tables.
 
     Raises:
@@ -44,7 +45,7 @@ def spark_type(dtype: pl.DataType) -> T.DataType:
     raise TypeError(f"no Spark type for {dtype}")
 
 
-def arrow_type(dtype: pl.DataType) -> pa.DataType:
+def arrow_type(dtype: Any) -> pa.DataType:
     """The Arrow type Spark exchanges for a column of this polars type (``mapInArrow``)."""
     if dtype == pl.String:
         return pa.string()

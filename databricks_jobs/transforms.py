@@ -14,6 +14,7 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -38,7 +39,7 @@ class Stamp:
 
 
 # -- parsing and numbering ---------------------------------------------------------------------
-def parsed(records: DataFrame, contract: Contract, kind: partitions.Kind, **options: object) -> DataFrame:
+def parsed(records: DataFrame, contract: Contract, kind: partitions.Kind, **options: Any) -> DataFrame:
     """Records -> the typed parsed frame (the project's parser, per partition).
 
     ``options`` go to ``partitions.parse`` (``partition`` of a Capture file, ``header`` of a CSV).

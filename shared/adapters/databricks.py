@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from databricks.sdk.credentials_provider import CredentialsStrategy
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from shared.errors import DatabricksNotConfigured, DatabricksRejected, DatabricksUnavailable
@@ -297,7 +298,7 @@ def _managed_identity(client_id: str | None) -> TokenCredential:
     return ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()
 
 
-class _EntraStrategy:
+class _EntraStrategy(CredentialsStrategy):
     """databricks-sdk credentials from an azure-identity credential: a bearer token for the
     Azure Databricks resource, fetched per request (azure-identity caches and refreshes it)."""
 

@@ -324,6 +324,7 @@ def _handler(api: JobsApi) -> type[BaseHTTPRequestHandler]:
             url = urlparse(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            headers: dict[str, str]
             try:
                 body = json.loads(raw) if raw else None
             except ValueError:

@@ -116,7 +116,9 @@ class RacingLake(LocalLake):
         self, table: TableRef, rows: Any, app_id: str, figures: Any, *, read: Head, key: tuple[str, ...]
     ) -> int:
         if self.rival_batch:
-            delta_rs_commit(table.uri, self.rival, self.rival_batch, DeltaTable(table.uri, version=read.version))
+            delta_rs_commit(
+                table.uri, self.rival, self.rival_batch, DeltaTable(table.uri, version=read.version)
+            )
             self.rival_batch = ""
         try:
             return super().insert(table, rows, app_id, figures, read=read, key=key)
