@@ -73,6 +73,37 @@ class SourceGone(PermanentError):
         self.source = source
 
 
+class DatabricksNotConfigured(ConfigError):
+    """A large file needs the Databricks route, and no workspace is configured."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no Databricks workspace is configured: set DATABRICKS_HOST "
+            "(https://adb-<id>.<n>.azuredatabricks.net) and DATABRICKS_CLIENT_ID (the Function's "
+            "managed identity, added to the workspace) or, locally, DATABRICKS_TOKEN; deploy "
+            "databricks_jobs/ (databricks bundle deploy) to DATABRICKS_JOB_ROOT; and give one of "
+            "DATABRICKS_CLUSTER_POLICY_ID, DATABRICKS_INSTANCE_POOL_ID or DATABRICKS_SERVERLESS=true"
+        )
+
+
+class DatabricksRejected(PermanentError):
+    """The Jobs API refused a request in a way no retry changes; ``setting`` is what to fix."""
+
+    def __init__(self, what: str, status: str, message: str, setting: str) -> None:
+        super().__init__(f"Databricks refused {what} ({status}: {message}); check {setting}")
+        self.status = status
+        self.setting = setting
+
+
+class DatabricksRunFailed(PermanentError):
+    """A Databricks run ended without success; the message is Databricks' own."""
+
+    def __init__(self, run_id: int, state: str, message: str, url: str | None = None) -> None:
+        super().__init__(f"Databricks run {run_id} ended {state}: {message}" + (f" ({url})" if url else ""))
+        self.run_id = run_id
+        self.state = state
+
+
 # -- transient: retry with backoff -----------------------------------------------------------
 class TransientError(PipelineError):
     """A dependency failed in a way worth retrying (throttling, timeouts, commit conflicts)."""
@@ -114,6 +145,10 @@ class StoreAccessDenied(TransientError):
         )
         self.uri = uri
         self.reason = reason
+
+
+class DatabricksUnavailable(TransientError):
+    """The Jobs API kept answering with throttling, a server error or no connection."""
 
 
 # -- operator requests -----------------------------------------------------------------------
