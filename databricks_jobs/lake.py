@@ -33,12 +33,8 @@ from typing import Any, Protocol
 from pyspark.sql import DataFrame, SparkSession
 
 from databricks_jobs import schema as spark_schema
-from shared.batches import SILVER_WRITER
+from shared.batches import APP_ID_KEY, SILVER_WRITER
 from shared.errors import CommitConflict
-
-#: ``shared.adapters.lake.APP_ID_KEY``, which imports deltalake, not installed on a cluster
-#: (a test holds the two equal).
-APP_ID_KEY = "tributary.app_id"
 
 
 @dataclass(frozen=True, slots=True)

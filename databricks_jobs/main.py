@@ -9,7 +9,6 @@ the tests call ``run`` with their own session. Exit status 0 means every layer n
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import sys
@@ -74,8 +73,13 @@ def session(*, local: bool) -> SparkSession:
     builder = SparkSession.builder.appName("tributary")
     if local:
         # The local adapter collects each table's rows to the driver for delta-rs.
+        # Few shuffle partitions: Spark's 200 are for a cluster, and each costs a task here.
         builder = (
-            builder.master("local[*]").config("spark.ui.enabled", "false").config("spark.driver.memory", "4g")
+            builder.master("local[*]")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.driver.memory", "4g")
+            .config("spark.sql.shuffle.partitions", "4")
         )
     spark = builder.getOrCreate()
     for key, value in SESSION_CONF.items():
@@ -112,14 +116,19 @@ def run(
         raise ConfigError(
             f"--layers: unknown layer {', '.join(unknown)} (known: {', '.join(layers.LAYER_NAMES)})"
         )
+    read_from = args.read_from
+    if args.local and lake is None:
+        # No cluster: the lake and the file are reached as the Function reaches them, with
+        # the storage settings of this process's environment (Azurite, in the local loop).
+        lake, read_from = _local(spark, tables, read_from or args.source)
     batch = layers.Batch(
         spark=spark,
-        lake=lake or (LocalLake(spark) if args.local else DeltaSparkLake(spark)),
+        lake=lake or DeltaSparkLake(spark),
         contract=contract,
         stamp=Stamp(
             args.batch_id, args.source, datetime.fromisoformat(args.batch_time.replace("Z", "+00:00"))
         ),
-        source=args.read_from or args.source,
+        source=read_from or args.source,
         format=args.format,
         tables=layers.table_refs(tables, contract),
         avro=avro or (sources.LocalCapture() if args.local else sources.databricks_avro),
@@ -128,6 +137,26 @@ def run(
         log.info("batch %s: %s", args.batch_id, name)
         layers.RUNNERS[name](batch)
     return batch.figures
+
+
+def _local(spark: SparkSession, tables: dict[str, str], source: str) -> tuple[LocalLake, str]:
+    """The local lake adapter, with storage options when the tables are in a container, and
+    a local copy of a file that is in one."""
+    from shared.uris import is_remote
+
+    if not any(is_remote(uri) for uri in tables.values()) and not is_remote(source):
+        return LocalLake(spark), source
+    from shared.adapters.clients import delta_storage_options
+    from shared.app import build
+    from shared.settings import Settings
+
+    settings = Settings.from_env(defaults={"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    options = delta_storage_options(settings.lake_storage)
+    if is_remote(source):
+        copy = Path(tempfile.mkdtemp(prefix="tributary-source-")) / Path(source).name
+        copy.write_bytes(build(settings).storage.read_bytes(source))
+        source = str(copy)
+    return LocalLake(spark, options), source
 
 
 def check_geo(expected: str) -> None:
@@ -147,12 +176,9 @@ def check_geo(expected: str) -> None:
 
 def geo_sha256() -> str:
     """SHA-256 of the geoip2fast database file the pipeline's geo lookup reads."""
-    import geoip2fast
-
     from shared.pipeline import geo
 
-    path = Path(geoip2fast.__file__).with_name(geo._DATA_FILE)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return geo.database_sha256()
 
 
 def ship(spark: SparkSession) -> None:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from shared.adapters.storage import Storage
     from shared.layers.context import Context
     from shared.services.admin import Admin
+    from shared.services.databricks import DatabricksRoute
     from shared.services.intake import Intake
     from shared.services.runner import Runner
 
@@ -100,10 +101,25 @@ class App:
         return Admin(self.settings, self.states, self.ledger)
 
     @cached_property
+    def databricks(self) -> DatabricksRoute:
+        """The large-file route; the workspace client is built on the first submit."""
+        from shared.adapters.databricks import DatabricksJobs
+        from shared.services.databricks import DatabricksRoute
+
+        jobs: list[DatabricksJobs] = []
+
+        def workspace() -> DatabricksJobs:
+            if not jobs:  # DatabricksNotConfigured when no workspace is set: the batch ends FAILED
+                jobs.append(DatabricksJobs(self.settings.databricks))
+            return jobs[0]
+
+        return DatabricksRoute(self.context, workspace)
+
+    @cached_property
     def runner(self) -> Runner:
         from shared.services.runner import Runner
 
-        return Runner(self.context)
+        return Runner(self.context, databricks=self.databricks)
 
 
 def build(settings: Settings, *, identity: Identity = managed_identity) -> App:

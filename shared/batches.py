@@ -102,44 +102,83 @@ CANCEL_ACTIVITY = "cancel_run"
 MAX_POLL_SECONDS = 600
 
 
+class LifeCycle(StrEnum):
+    """A Databricks run's ``RunLifeCycleState``, as the Jobs API spells it."""
+
+    QUEUED = "QUEUED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    TERMINATING = "TERMINATING"
+    TERMINATED = "TERMINATED"
+    SKIPPED = "SKIPPED"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    BLOCKED = "BLOCKED"
+    WAITING_FOR_RETRY = "WAITING_FOR_RETRY"
+
+
+class Result(StrEnum):
+    """A terminated Databricks run's ``RunResultState``."""
+
+    SUCCESS = "SUCCESS"
+    SUCCESS_WITH_FAILURES = "SUCCESS_WITH_FAILURES"
+    FAILED = "FAILED"
+    TIMEDOUT = "TIMEDOUT"
+    CANCELED = "CANCELED"
+    MAXIMUM_CONCURRENT_RUNS_REACHED = "MAXIMUM_CONCURRENT_RUNS_REACHED"
+    EXCLUDED = "EXCLUDED"
+    UPSTREAM_FAILED = "UPSTREAM_FAILED"
+    UPSTREAM_CANCELED = "UPSTREAM_CANCELED"
+    DISABLED = "DISABLED"
+
+
+_ENDED = frozenset({LifeCycle.TERMINATED, LifeCycle.SKIPPED, LifeCycle.INTERNAL_ERROR})
+
+
 @dataclass(frozen=True, slots=True)
 class RunStatus:
-    """Where a Databricks run is, in the Jobs API's own words.
+    """A Databricks run's state as one ``runs/get`` saw it.
 
-    ``life_cycle`` is a ``RunLifeCycleState`` (PENDING, QUEUED, RUNNING, TERMINATING,
-    TERMINATED, SKIPPED, INTERNAL_ERROR, BLOCKED, WAITING_FOR_RETRY) and ``result`` a
-    ``RunResultState`` (SUCCESS, FAILED, TIMEDOUT, CANCELED, ...) once there is one.
+    Only TERMINATED with SUCCESS lets the batch go on; FAILED, TIMEDOUT, CANCELED (and every
+    other result), INTERNAL_ERROR and SKIPPED end it FAILED.
     """
 
     run_id: int
-    life_cycle: str
-    result: str | None = None
+    life_cycle: LifeCycle
+    result: Result | None = None
     message: str = ""
     url: str = ""
 
     @property
-    def done(self) -> bool:
-        return self.life_cycle in ("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
+    def ended(self) -> bool:
+        """Nothing more will happen: TERMINATED, SKIPPED or INTERNAL_ERROR."""
+        return self.life_cycle in _ENDED
 
     @property
     def succeeded(self) -> bool:
-        return self.life_cycle == "TERMINATED" and self.result == "SUCCESS"
+        return self.life_cycle is LifeCycle.TERMINATED and self.result is Result.SUCCESS
 
     def describe(self) -> str:
-        outcome = self.life_cycle + (f"/{self.result}" if self.result else "")
+        outcome = self.life_cycle.value + (f"/{self.result.value}" if self.result else "")
         return f"run {self.run_id} {outcome}: {self.message or 'no message'} ({self.url or 'no run page'})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "done": self.done, "succeeded": self.succeeded}
+        return {
+            "run_id": self.run_id,
+            "life_cycle": self.life_cycle.value,
+            "result": self.result.value if self.result else None,
+            "message": self.message,
+            "url": self.url,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunStatus:
+        result = data.get("result")
         return cls(
             int(data["run_id"]),
-            str(data["life_cycle"]),
-            data.get("result"),
-            data.get("message") or "",
-            data.get("url") or "",
+            LifeCycle(data["life_cycle"]),
+            Result(result) if result else None,
+            str(data.get("message") or ""),
+            str(data.get("url") or ""),
         )
 
 
@@ -416,6 +455,9 @@ RETRY = RetryPolicy(first_seconds=5.0, attempts=5, coefficient=2.0, max_seconds=
 
 
 # -- application-transaction ids -------------------------------------------------------------
+#: The commit-info key of a batch's commit id (in ``userMetadata`` JSON on Delta Spark):
+#: both engines write it, and ``shared.adapters.lake.Table.commit`` finds commits by it.
+APP_ID_KEY = "tributary.app_id"
 #: Every silver commit also advances this application transaction, so two silver writers
 #: whose duplicate checks raced cannot both land: the loser's commit conflicts.
 SILVER_WRITER = "silver-writer"

@@ -10,7 +10,8 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from shared.errors import PipelineError
@@ -106,6 +107,14 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--events-per-file", type=int, default=2000, help="records per file (default 2000)")
     demo.add_argument("--defect-rate", type=float, default=0.02, help="defective fraction (default 0.02)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.add_argument(
+        "--large-events",
+        type=int,
+        default=20_000,
+        help="records of one more, larger file that takes the Databricks route: LARGE_FILE_BYTES is set "
+        "below its size for the demo, and without DATABRICKS_HOST a local Jobs API stand-in runs its "
+        "Spark job with local PySpark (0 skips it; default 20000)",
+    )
     demo.set_defaults(run=_demo)
 
     events = sub.add_parser(
@@ -248,28 +257,63 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
     from shared import report
 
-    app = _app()
-    settings = app.settings
     started = time.monotonic()
-    print(f"1/3 generating {args.files} Capture files into {settings.capture_uri} ...")
-    written = write_generated(
-        app.storage,
-        settings.capture_uri,
-        files=args.files,
-        events_per_file=args.events_per_file,
-        defect_rate=args.defect_rate,
-        seed=args.seed,
-    )
-    print(f"    {written} new or changed files")
-    files = list(expand_sources(app.storage, [settings.capture_uri]))
-    print(f"2/3 ingesting {len(files)} files (lake {settings.lake_uri}) ...")
-    runs = ingest_files(app, files)
+    with ExitStack() as stack:
+        app = _app()
+        settings = app.settings
+        print(f"1/3 generating {args.files} Capture files into {settings.capture_uri} ...")
+        written = write_generated(
+            app.storage,
+            settings.capture_uri,
+            files=args.files,
+            events_per_file=args.events_per_file,
+            defect_rate=args.defect_rate,
+            seed=args.seed,
+        )
+        if args.large_events:
+            app = stack.enter_context(_large_file_route(app, args))
+        print(f"    {written} new or changed files")
+        files = list(expand_sources(app.storage, [settings.capture_uri]))
+        print(f"2/3 ingesting {len(files)} files (lake {settings.lake_uri}) ...")
+        runs = ingest_files(app, files)
     print("3/3 summary")
     print(report.summary(app))
     print(f"demo finished in {time.monotonic() - started:.1f}s")
     return 1 if any(r.batch is None or r.batch.state == "FAILED" for r in runs) else 0
+
+
+@contextmanager
+def _large_file_route(app: App, args: argparse.Namespace) -> Iterator[App]:
+    """The demo's large file: written, LARGE_FILE_BYTES set just below its size, and a
+    Databricks workspace to run it (DATABRICKS_HOST, or a local Jobs API stand-in)."""
+    from dataclasses import replace
+
+    from shared.app import build
+    from shared.dev.generator import generate_capture_file
+    from shared.uris import join
+
+    large = generate_capture_file(events=args.large_events, seed=args.seed + 1000, partition=9)
+    uri = join(app.settings.capture_uri, large.path)
+    app.storage.write_if_changed(uri, large.data)
+    settings = replace(app.settings, large_file_bytes=len(large.data) - 1)
+    print(f"    {large.path} ({len(large.data) / 1e6:.1f} MB) takes the Databricks route", end="")
+    if settings.databricks.configured:
+        print(f" on {settings.databricks.host}")
+        yield build(settings)
+        return
+    from shared.dev.jobs_api import JobsApi
+
+    token = "dapi-demo"
+    api = JobsApi(token=token, job_root=settings.databricks.job_root).start()
+    print(f": a local Jobs API stand-in at {api.url} runs its Spark job with local PySpark")
+    try:
+        yield build(replace(settings, databricks=replace(settings.databricks, host=api.url, token=token)))
+    finally:
+        api.stop()
 
 
 def _events(args: argparse.Namespace) -> int:

@@ -74,13 +74,18 @@ def run_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
     """
     ref: dict[str, Any] = context.get_input(expected_type=dict)
     result: dict[str, Any] = {"batch_id": ref["batch_id"], "state": "RECEIVED", "counts": {}}
+    on_spark = False
     for layer in LAYERS:
         context.set_custom_status(custom_status(layer, result))
         try:
-            if layer is not Layer.VALIDATE and result.get("route") == Route.DATABRICKS.value:
-                result = yield from _on_databricks(context, layer, ref)
-            else:
-                result = yield _activity(context, layer.activity, ref)
+            if layer is not Layer.VALIDATE and result.get("route") == Route.DATABRICKS.value and not on_spark:
+                # One Spark run does every layer left; each layer's activity then records it.
+                on_spark = True
+                failed = yield from _run_on_databricks(context, layer, ref)
+                if failed is not None:
+                    context.set_custom_status(custom_status(layer, failed))
+                    return failed
+            result = yield _activity(context, layer.activity, ref)
         except Exception as exc:  # retries exhausted: the runtime reports it as a plain Exception
             result = yield from _fail(context, ref, f"{layer} failed after {RETRY.attempts} attempts: {exc}")
         context.set_custom_status(custom_status(layer, result))
@@ -89,31 +94,33 @@ def run_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, di
     return result
 
 
-def _on_databricks(
+def _run_on_databricks(
     context: df.DurableOrchestrationContext, layer: Layer, ref: dict[str, Any]
-) -> Generator[Any, Any, dict[str, Any]]:
-    """One layer as a Databricks run: submit, poll between durable timers, then record it."""
-    submitted = yield _activity(context, SUBMIT_ACTIVITY, {"batch": ref, "layer": layer.label})
-    if "run" not in submitted:  # recorded FAILED by the activity (no workspace, a rejected request)
+) -> Generator[Any, Any, dict[str, Any] | None]:
+    """Submit the batch's Spark run from ``layer`` on and watch it to its end.
+
+    Returns None when the run succeeded (the layers' activities record it next), else the
+    FAILED result recorded for the batch.
+    """
+    submitted = yield _activity(context, SUBMIT_ACTIVITY, {"batch": ref})
+    if "run" not in submitted:  # recorded FAILED by the activity (no workspace, a refused request)
         return dict(submitted)
     run = RunStatus.from_dict(submitted["run"])
     limit = int(submitted["timeout_seconds"])
     deadline = context.current_utc_datetime + timedelta(seconds=limit)
     wait = int(submitted["poll_seconds"])
-    while not run.done:
+    while not run.ended:
         if context.current_utc_datetime >= deadline:
             yield _activity(context, CANCEL_ACTIVITY, {"batch": ref, "run_id": run.run_id})
             message = f"{layer} on Databricks: {run.describe()}; cancelled after {limit // 60} minutes"
             return (yield from _fail(context, ref, message))
         yield context.create_timer(context.current_utc_datetime + timedelta(seconds=wait))
         wait = min(wait * 2, MAX_POLL_SECONDS)
-        run = RunStatus.from_dict(
-            (yield _activity(context, POLL_ACTIVITY, {"batch": ref, "run_id": run.run_id}))
-        )
+        polled = yield _activity(context, POLL_ACTIVITY, {"batch": ref, "run_id": run.run_id})
+        run = RunStatus.from_dict(polled)
     if not run.succeeded:
         return (yield from _fail(context, ref, f"{layer} on Databricks: {run.describe()}"))
-    recorded: dict[str, Any] = yield _activity(context, layer.activity, ref)
-    return recorded
+    return None
 
 
 def _activity(context: df.DurableOrchestrationContext, name: str, payload: dict[str, Any]) -> Any:

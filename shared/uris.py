@@ -75,3 +75,15 @@ def account_of(uri: str) -> str | None:
     if parsed.port is not None:  # path-style emulator URL
         return unquote(parsed.path).lstrip("/").split("/")[0]
     return (parsed.hostname or "").split(".")[0]
+
+
+def abfss(uri: str, account: str) -> str:
+    """``uri`` as Spark (and the ABFS driver) names it: ``abfss://container@account.dfs...``.
+
+    ``az://container/path`` on ``account`` becomes its ``abfss://`` form; a local path, or a
+    URI already in that form, is returned as it is. delta-rs and polars read both forms.
+    """
+    if not uri.startswith("az://"):
+        return uri
+    location = locate(uri, account)
+    return f"abfss://{location.container}@{account}.dfs.core.windows.net/{location.path}".rstrip("/")

@@ -21,12 +21,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from databricks.sdk.credentials_provider import CredentialsStrategy
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
+from shared.batches import LifeCycle, Result, RunStatus
 from shared.errors import DatabricksNotConfigured, DatabricksRejected, DatabricksUnavailable
 from shared.settings import Databricks
 
@@ -43,58 +43,6 @@ ENTRY_POINT = "databricks_jobs/main.py"
 CLUSTER_REQUIREMENTS = "databricks_jobs/requirements.txt"
 #: Attempts at one API call that meets throttling, a server error or a dropped connection.
 ATTEMPTS = 4
-
-
-class LifeCycle(StrEnum):
-    """``RunLifeCycleState``, as the Jobs API spells it."""
-
-    QUEUED = "QUEUED"
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    TERMINATING = "TERMINATING"
-    TERMINATED = "TERMINATED"
-    SKIPPED = "SKIPPED"
-    INTERNAL_ERROR = "INTERNAL_ERROR"
-    BLOCKED = "BLOCKED"
-    WAITING_FOR_RETRY = "WAITING_FOR_RETRY"
-
-
-class Result(StrEnum):
-    """``RunResultState``: how a terminated run ended."""
-
-    SUCCESS = "SUCCESS"
-    SUCCESS_WITH_FAILURES = "SUCCESS_WITH_FAILURES"
-    FAILED = "FAILED"
-    TIMEDOUT = "TIMEDOUT"
-    CANCELED = "CANCELED"
-    MAXIMUM_CONCURRENT_RUNS_REACHED = "MAXIMUM_CONCURRENT_RUNS_REACHED"
-    EXCLUDED = "EXCLUDED"
-    UPSTREAM_FAILED = "UPSTREAM_FAILED"
-    UPSTREAM_CANCELED = "UPSTREAM_CANCELED"
-    DISABLED = "DISABLED"
-
-
-_ENDED = frozenset({LifeCycle.TERMINATED, LifeCycle.SKIPPED, LifeCycle.INTERNAL_ERROR})
-
-
-@dataclass(frozen=True, slots=True)
-class RunStatus:
-    """A run's state as one ``runs/get`` saw it."""
-
-    run_id: int
-    life_cycle: LifeCycle
-    result: Result | None
-    message: str
-    url: str | None
-
-    @property
-    def ended(self) -> bool:
-        """Nothing more will happen: TERMINATED, SKIPPED or INTERNAL_ERROR."""
-        return self.life_cycle in _ENDED
-
-    @property
-    def succeeded(self) -> bool:
-        return self.life_cycle is LifeCycle.TERMINATED and self.result is Result.SUCCESS
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +160,7 @@ class DatabricksJobs:
             life_cycle=LifeCycle(life),
             result=Result(result) if result else None,
             message=(state.state_message if state else "") or "",
-            url=run.run_page_url,
+            url=run.run_page_url or "",
         )
 
     def cancel(self, run_id: int) -> None:

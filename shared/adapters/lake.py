@@ -36,6 +36,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 
 from shared.adapters.clients import access_denied, denied
 from shared.adapters.storage import is_remote, join
+from shared.batches import APP_ID_KEY
 from shared.errors import CommitConflict, TransientError
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,10 @@ WRITER_PROPERTIES = WriterProperties(
 # partition has grown.
 SMALL_FILE_BYTES = 8 * 1024 * 1024
 COMPACT_AT_FILES = 16
-APP_ID_KEY = "tributary.app_id"
 FIGURES_KEY = "tributary.figures"
+# Rows a commit added, by the metric each writer reports: delta-rs appends and MERGEs,
+# Delta Spark MERGEs and appends.
+_ADDED_ROWS = ("num_added_rows", "numTargetRowsInserted", "numOutputRows")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,18 +153,33 @@ class Table:
             assert dt is not None
         return Snapshot(self, dt)
 
-    def commit(self, app_id: str) -> Commit | None:
-        """The commit ``app_id`` recorded, with its figures; None if it never landed."""
+    def commit(self, app_id: str, *, in_metadata: bool = False) -> Commit | None:
+        """The commit ``app_id`` recorded, with its figures; None if it never landed.
+
+        Args:
+            app_id: The commit's id (``shared.batches.commit_id``).
+            in_metadata: Also find a commit that carries the id only in its
+                ``userMetadata`` JSON, as the Databricks jobs' MERGEs do (Delta Spark records
+                one application transaction per write). That reads the table's history, so
+                only the Databricks route's recording asks for it.
+        """
         dt = self._open()
-        if dt is None or dt.transaction_version(app_id) is None:
+        if dt is None:
+            return None
+        if dt.transaction_version(app_id) is None and not in_metadata:
             return None
         for entry in dt.history():
-            if entry.get(APP_ID_KEY) == app_id:
-                added = (entry.get("operationMetrics") or {}).get("num_added_rows")
-                # delta-rs writes the figures under their own key; Delta Spark can only set
-                # commitInfo.userMetadata, where the Databricks jobs put the same JSON.
-                figures = json.loads(entry.get(FIGURES_KEY) or entry.get("userMetadata") or "{}")
-                return Commit(int(entry["version"]), figures, None if added is None else int(added))
+            # delta-rs writes the id and figures under their own keys; Delta Spark can only
+            # set commitInfo.userMetadata, where the Databricks jobs put the same JSON.
+            carried = json.loads(entry.get("userMetadata") or "{}")
+            if app_id not in (entry.get(APP_ID_KEY), carried.get(APP_ID_KEY)):
+                continue
+            figures = json.loads(entry[FIGURES_KEY]) if FIGURES_KEY in entry else carried
+            metrics = entry.get("operationMetrics") or {}
+            added = next((metrics[k] for k in _ADDED_ROWS if metrics.get(k) is not None), None)
+            return Commit(int(entry["version"]), figures, None if added is None else int(added))
+        if dt.transaction_version(app_id) is None:
+            return None
         # The transaction is in the snapshot but its commit info is no longer in the log
         # (log retention): the figures are gone, the commit is not.
         return Commit(None, {})

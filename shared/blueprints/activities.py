@@ -11,7 +11,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from shared import telemetry
-from shared.batches import FAIL_ACTIVITY, BatchRef, Layer
+from shared.batches import CANCEL_ACTIVITY, FAIL_ACTIVITY, POLL_ACTIVITY, SUBMIT_ACTIVITY, BatchRef, Layer
 
 bp = df.Blueprint()
 
@@ -57,3 +57,32 @@ def fail_batch(failure: dict, context: func.Context) -> dict:
     ref = BatchRef.from_dict(failure["batch"])
     with telemetry.traced(context.trace_context):
         return step.fail(app().context, ref, str(failure["error"])).to_dict()
+
+
+# -- the Databricks route ---------------------------------------------------------------------
+@bp.activity_trigger(input_name="request", activity=SUBMIT_ACTIVITY)
+def submit_run(request: dict, context: func.Context) -> dict:
+    """Submit the batch's Spark run for the layers it has left (idempotent); FAILED when it cannot be."""
+    from shared.blueprints import app
+
+    with telemetry.traced(context.trace_context):
+        return app().databricks.submit(BatchRef.from_dict(request["batch"]))
+
+
+@bp.activity_trigger(input_name="request", activity=POLL_ACTIVITY)
+def poll_run(request: dict, context: func.Context) -> dict:
+    """The state of a batch's Spark run now."""
+    from shared.blueprints import app
+
+    with telemetry.traced(context.trace_context):
+        return app().databricks.status(int(request["run_id"])).to_dict()
+
+
+@bp.activity_trigger(input_name="request", activity=CANCEL_ACTIVITY)
+def cancel_run(request: dict, context: func.Context) -> dict:
+    """Ask a batch's Spark run to stop (its deadline passed)."""
+    from shared.blueprints import app
+
+    with telemetry.traced(context.trace_context):
+        app().databricks.cancel(int(request["run_id"]))
+        return {"run_id": int(request["run_id"]), "cancelled": True}

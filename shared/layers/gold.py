@@ -61,7 +61,7 @@ def _from_spark(tables: Tables, batch: BatchState) -> Outcome:
     versions: dict[str, int | None] = {}
     for name, (_, handle) in tables.gold.items():
         app_id = commit_id(f"gold.{name}", batch.batch_id)
-        commit = handle.commit(app_id)
+        commit = handle.commit(app_id, in_metadata=True)
         if commit is None:
             raise TransientError(
                 f"gold of batch {batch.batch_id} ran on Databricks, but {app_id} is not in the lake yet"

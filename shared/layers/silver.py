@@ -66,7 +66,7 @@ def work(ctx: Context, batch: BatchState) -> Outcome:
 def _from_spark(tables: Tables, contract: Contract, batch: BatchState) -> Outcome:
     """What the batch's Spark run inserted into silver, read from its commit and its rows."""
     app_id = commit_id("silver", batch.batch_id)
-    commit = tables.silver.commit(app_id)
+    commit = tables.silver.commit(app_id, in_metadata=True)
     if commit is None:  # a run that succeeded commits, possibly nothing: it has not, yet
         raise TransientError(
             f"silver of batch {batch.batch_id} ran on Databricks, but {app_id} is not in the lake yet"

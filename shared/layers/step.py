@@ -130,6 +130,11 @@ def failing_layer(batch: BatchState) -> Layer:
     return next((layer for layer in LAYERS if layer.starts_from is state), LAYERS[-1])
 
 
+def update(ctx: Context, batch: BatchState, change: Callable[[BatchState], BatchState]) -> BatchState:
+    """Apply ``change`` to the stored record (re-read and re-applied on a conflict)."""
+    return _save(ctx, batch, change)
+
+
 def resume_state(batch: BatchState) -> State:
     """Where a FAILED batch resumes: the last happy-path state it recorded before failing."""
     last = State.RECEIVED

@@ -141,6 +141,17 @@ def _networks() -> _Networks:
     )
 
 
+@cache
+def database_sha256() -> str:
+    """SHA-256 of the geoip2fast database file the lookups read: a Databricks run checks
+    that its cluster enriches from the very same file."""
+    import hashlib
+
+    import geoip2fast
+
+    return hashlib.sha256(Path(geoip2fast.__file__).with_name(_DATA_FILE).read_bytes()).hexdigest()
+
+
 def warm() -> None:
     """Load the network arrays and the regions, as the first enriched chunk would."""
     _networks()

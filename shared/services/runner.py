@@ -16,10 +16,22 @@ from dataclasses import dataclass
 
 from shared import layers, telemetry
 from shared.adapters.storage import ObjectInfo
-from shared.batches import LAYERS, RETRY, BatchRef, BatchState, Layer, RetryPolicy, StepResult
-from shared.errors import StateUnrecorded
+from shared.batches import (
+    LAYERS,
+    MAX_POLL_SECONDS,
+    RETRY,
+    BatchRef,
+    BatchState,
+    Layer,
+    RetryPolicy,
+    Route,
+    RunStatus,
+    StepResult,
+)
+from shared.errors import DatabricksNotConfigured, StateUnrecorded
 from shared.layers import step
 from shared.layers.context import Context
+from shared.services.databricks import DatabricksRoute
 from shared.services.intake import register
 
 log = logging.getLogger(__name__)
@@ -43,10 +55,12 @@ class Runner:
         *,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        databricks: DatabricksRoute | None = None,
     ) -> None:
         self.ctx = ctx
         self.retry = retry or RETRY
         self.sleep = sleep
+        self.databricks = databricks
 
     def run_all(self, files: Iterable[ObjectInfo]) -> Iterator[Ran]:
         """Each file's run, in order; one file's failure never stops the others."""
@@ -62,7 +76,13 @@ class Runner:
             return Ran(info.uri, None, f"{type(exc).__name__}: {exc}")
         ref = batch.ref
         try:
+            on_spark = False
             for layer in LAYERS:
+                if layer is not Layer.VALIDATE and not on_spark and self._routed_to_databricks(ref):
+                    # As the orchestrator does: one Spark run, then each layer records it.
+                    on_spark = True
+                    if self._attempt(layer, ref, self._run_on_databricks).state.stops:
+                        break
                 if self._attempt(layer, ref).state.stops:
                     break
         except StateUnrecorded as exc:
@@ -70,12 +90,41 @@ class Runner:
         final = self.ctx.states.get(ref.dataset, ref.batch_id)
         return Ran(info.uri, final, final.error if final else "batch record lost")
 
-    def _attempt(self, layer: Layer, ref: BatchRef) -> StepResult:
+    def _routed_to_databricks(self, ref: BatchRef) -> bool:
+        batch = self.ctx.states.get(ref.dataset, ref.batch_id)
+        return batch is not None and batch.route is Route.DATABRICKS
+
+    def _run_on_databricks(self, ctx: Context, layer: Layer, ref: BatchRef) -> StepResult:
+        """Submit the batch's Spark run and wait for its end (here a sleep, not a durable timer)."""
+        if self.databricks is None:
+            raise DatabricksNotConfigured()
+        submitted = self.databricks.submit(ref)
+        if "run" not in submitted:  # recorded FAILED (no workspace, a refused request)
+            return StepResult.from_dict(submitted)
+        run = RunStatus.from_dict(submitted["run"])
+        deadline = time.monotonic() + float(submitted["timeout_seconds"])
+        wait = float(submitted["poll_seconds"])
+        while not run.ended:
+            if time.monotonic() >= deadline:
+                self.databricks.cancel(run.run_id)
+                return step.fail(
+                    ctx, ref, f"{layer} on Databricks: {run.describe()}; cancelled at its deadline"
+                )
+            self.sleep(wait)
+            wait = min(wait * 2, MAX_POLL_SECONDS)
+            run = self.databricks.status(run.run_id)
+        if not run.succeeded:
+            return step.fail(ctx, ref, f"{layer} on Databricks: {run.describe()}")
+        return StepResult.of(step.load(ctx, ref))  # the layers' steps record what the run committed
+
+    def _attempt(
+        self, layer: Layer, ref: BatchRef, work: Callable[[Context, Layer, BatchRef], StepResult] = layers.run
+    ) -> StepResult:
         """One layer with the orchestrator's retries; FAILED when they run out."""
         error = ""
         for attempt in range(1, self.retry.attempts + 1):
             try:
-                return layers.run(self.ctx, layer, ref)
+                return work(self.ctx, layer, ref)
             except Exception as exc:  # everything not permanent is retried, as Durable does
                 error = f"{type(exc).__name__}: {exc}"
                 log.warning(

@@ -48,10 +48,3 @@ def test_the_bundle_syncs_the_contract_and_the_pipeline_the_job_imports() -> Non
     bundle = yaml.safe_load((JOBS / "databricks.yml").read_text())
     assert "../shared" in bundle["sync"]["paths"] and "." in bundle["sync"]["paths"]
     assert not any(e in ("shared/contracts", "shared/pipeline") for e in bundle["sync"]["exclude"])
-
-
-def test_the_jobs_tag_commits_as_the_lake_adapter_reads_them() -> None:
-    from databricks_jobs import lake as jobs_lake
-    from shared.adapters import lake
-
-    assert jobs_lake.APP_ID_KEY == lake.APP_ID_KEY
