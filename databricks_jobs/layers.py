@@ -137,7 +137,12 @@ def run_silver(batch: Batch) -> None:
         rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
         inserted = rows.count()
         try:
-            batch.lake.insert(table, rows, app_id, {"batch_time": batch.batch_time}, read=head, key=key)
+            # The figures the Function's recording of silver reads back from the commit.
+            figures = {
+                "batch_time": batch.batch_time,
+                "duplicates_in_batch": batch.figures["duplicates_in_batch"],
+            }
+            batch.lake.insert(table, rows, app_id, figures, read=head, key=key)
         except CommitConflict as exc:
             if attempt == SILVER_ATTEMPTS or batch.lake.landed(table, app_id) is not None:
                 raise
