@@ -252,6 +252,15 @@ def run(plan: Plan, *, verbose: bool) -> dict[str, Any]:
             }
             _say(f"speed-up over the obvious implementation, same run: {cases['speedup']}")
             _say(f"as a user runs it (whole processes): {cases['process_speedup']}")
+            # The Databricks route's job on local PySpark, same file, once: what a cluster
+            # node's worth of Spark costs against the Function for one file.
+            spark_run = runner.case("spark", {"input": head})
+            ingest_median = cases["ingest"][plan.headline.name]["seconds"]
+            cases["spark"] = {plan.headline.name: spark_run} | {
+                "ratio_to_ingest": round(spark_run["seconds"] / ingest_median, 2)
+            }
+            ratio = cases["spark"]["ratio_to_ingest"]
+            _say(f"local PySpark job: {spark_run['seconds']}s, {ratio}x the ingest process")
 
             for spec in (*plan.sizes, *plan.extra):
                 repeats = 1 if spec.events > 500_000 else plan.repeats

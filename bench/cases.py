@@ -299,6 +299,51 @@ def ingest(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def spark(args: dict[str, Any]) -> dict[str, Any]:
+    """The Databricks route's job (``databricks_jobs/main.py --local``) on this machine's
+    local PySpark, on the same file as the route: a whole process, timed from outside."""
+    from databricks_jobs.layers import lake_layout
+    from shared.adapters.databricks import JobRun
+    from shared.contracts import USER_ACTIVITY
+    from shared.pipeline.geo import database_sha256
+
+    work = Path(args["work"])
+    source = _land(Path(args["input"]), work)
+    run = JobRun(
+        batch_id="bench" + uuid.uuid4().hex[:12],
+        dataset=USER_ACTIVITY.dataset,
+        source=str(source),
+        format="avro",
+        batch_time="2026-11-21T12:05:00Z",
+        tables=lake_layout(str(work / "lake"), USER_ACTIVITY),
+        geo_sha256=database_sha256(),
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYTHONPATH": str(root)}
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, str(root / "databricks_jobs" / "main.py"), *run.parameters(), "--local"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert child.stdout is not None
+    output = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"the Spark job failed: {output.decode()[-2000:]}")
+    figures = json.loads(output.decode().strip().splitlines()[-1])
+    return {
+        "seconds": round(wall, 3),
+        "process_wall_seconds": round(wall, 3),
+        "process_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "rows_in": int(figures.get("rows_in", 0)),
+        "silver_inserted": int(figures.get("silver_inserted", 0)),
+    }
+
+
 def coldstart(args: dict[str, Any]) -> dict[str, Any]:
     """Loading function_app in the real worker, as a cold instance pays it (bench.coldstart)."""
     from bench import coldstart as cold
@@ -308,6 +353,7 @@ def coldstart(args: dict[str, Any]) -> dict[str, Any]:
 
 CASES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "ingest": ingest,
+    "spark": spark,
     "coldstart": coldstart,
     "route": route,
     "baseline": baseline,
