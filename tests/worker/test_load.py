@@ -16,7 +16,7 @@ import pytest
 
 from bench.coldstart import app_settings
 from shared.batches import FAIL_ACTIVITY as ACTIVITY_FAIL
-from shared.batches import LAYERS, ORCHESTRATOR
+from shared.batches import CANCEL_ACTIVITY, LAYERS, ORCHESTRATOR, POLL_ACTIVITY, SUBMIT_ACTIVITY
 from shared.events import EVENT_FUNCTION
 from tests.worker.harness import ROOT, Worker, pb
 
@@ -26,7 +26,11 @@ HTTP_ROUTES = {
     "replay_batch": ("batches/{batch_id}/replay", ["POST"]),
     "backfill": ("backfill", ["POST"]),
 }
-ACTIVITIES = {layer.activity: "batch" for layer in LAYERS} | {ACTIVITY_FAIL: "failure"}
+ACTIVITIES = (
+    {layer.activity: "batch" for layer in LAYERS}
+    | {ACTIVITY_FAIL: "failure"}
+    | dict.fromkeys((SUBMIT_ACTIVITY, POLL_ACTIVITY, CANCEL_ACTIVITY), "request")
+)
 ALL_FUNCTIONS = {EVENT_FUNCTION, ORCHESTRATOR, *ACTIVITIES, *HTTP_ROUTES, "maintain_tables"}
 
 
