@@ -44,31 +44,28 @@ def event(i: int, **fields: object) -> bytes:
 #: Capture's own field order (the compiled scan reads it), and another one (cavro reads it).
 CAPTURE_ORDER = ("SequenceNumber", "Offset", "EnqueuedTimeUtc", "SystemProperties", "Properties", "Body")
 REORDERED = ("Body", *CAPTURE_ORDER[:5])
-_SYNC = bytes(range(16))
+SYNC = bytes(range(16))
 
 
-def schema(order: Sequence[str] = CAPTURE_ORDER) -> dict[str, object]:
+def schema(order: Sequence[str] = CAPTURE_ORDER, name: str = "EventData") -> dict[str, object]:
     fields = {f["name"]: f for f in generator._capture_schema("nullable")["fields"]}
-    return {"type": "record", "name": "EventData", "fields": [fields[name] for name in order]}
+    return {"type": "record", "name": name, "fields": [fields[field] for field in order]}
 
 
-def header(codec: generator.Codec = "null", order: Sequence[str] = CAPTURE_ORDER) -> bytes:
+def header(
+    codec: generator.Codec = "null", order: Sequence[str] = CAPTURE_ORDER, name: str = "EventData"
+) -> bytes:
     """A header-only file (schema, codec, sync marker): what Capture writes first."""
     out = io.BytesIO()
-    fastavro.writer(out, fastavro.parse_schema(schema(order)), [], codec=codec, sync_marker=_SYNC)
+    fastavro.writer(out, fastavro.parse_schema(schema(order, name)), [], codec=codec, sync_marker=SYNC)
     return out.getvalue()
 
 
 def record(
-    i: int,
-    *,
-    body: bytes | None = None,
-    offset: bytes | None = None,
-    properties: bytes | None = None,
-    order: Sequence[str] = CAPTURE_ORDER,
+    i: int, *, body: bytes | None = None, order: Sequence[str] = CAPTURE_ORDER, **encoded: bytes
 ) -> bytes:
-    """One Capture record's bytes. ``offset`` and ``properties`` replace the encoded
-    Offset string and Properties map verbatim, so either can lie."""
+    """One Capture record's bytes. A field named in ``encoded`` (``Offset=``, ``Properties=``)
+    is written as the bytes given, verbatim, so it can lie."""
     honest = generator.capture_record(
         event(i) if body is None else body,
         sequence_number=1000 + i,
@@ -78,11 +75,7 @@ def record(
     )
     types = {f["name"]: f["type"] for f in generator._capture_schema("nullable")["fields"]}
     parts = {name: _encoded(types[name], honest[name]) for name in order}  # type: ignore[literal-required]
-    if offset is not None:
-        parts["Offset"] = offset
-    if properties is not None:
-        parts["Properties"] = properties
-    return b"".join(parts[name] for name in order)
+    return b"".join(encoded.get(name, parts[name]) for name in order)
 
 
 def _encoded(schema: object, value: object) -> bytes:
@@ -113,7 +106,7 @@ def container(
     blocks: Iterable[bytes], codec: generator.Codec = "null", order: Sequence[str] = CAPTURE_ORDER
 ) -> bytes:
     """A whole file: header, then each block followed by the sync marker."""
-    return header(codec, order) + b"".join(b + _SYNC for b in blocks)
+    return header(codec, order) + b"".join(b + SYNC for b in blocks)
 
 
 def honest(n: int, codec: generator.Codec = "null") -> bytes:

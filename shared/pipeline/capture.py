@@ -63,8 +63,15 @@ FIELDS = ("SequenceNumber", "Offset", "EnqueuedTimeUtc", "SystemProperties", "Pr
 ENQUEUED_KEY = b"x-opt-enqueued-time"
 # Union branch kinds the scan can read or skip.
 _LONG, _DOUBLE, _FLOAT, _BYTES, _NULL, _BOOLEAN = 0, 1, 2, 3, 4, 5
-_KINDS = {"long": _LONG, "int": _LONG, "double": _DOUBLE, "float": _FLOAT, "string": _BYTES}
-_KINDS.update({"bytes": _BYTES, "null": _NULL, "boolean": _BOOLEAN})
+_READ_KINDS = {
+    "long": _LONG,
+    "int": _LONG,
+    "double": _DOUBLE,
+    "float": _FLOAT,
+    "string": _BYTES,
+    "bytes": _BYTES,
+}
+_KINDS = {**_READ_KINDS, "null": _NULL, "boolean": _BOOLEAN}
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +176,9 @@ def layout(schema: Any) -> Layout | None:
         or types["EnqueuedTimeUtc"] != "string"
     ):
         return None
-    maps = [_branches(types[name]) for name in ("SystemProperties", "Properties")]
+    # SystemProperties is read, so only with branches the record-by-record reader (fastavro,
+    # through a map of long, double, string and bytes) also reads; Properties is skipped.
+    maps = [_branches(types["SystemProperties"], _READ_KINDS), _branches(types["Properties"], _KINDS)]
     body = types["Body"]
     if body == "bytes":
         body_null = -1
@@ -182,13 +191,13 @@ def layout(schema: Any) -> Layout | None:
     return Layout(maps[0], maps[1], body_null)
 
 
-def _branches(spec: Any) -> np.ndarray | None:
+def _branches(spec: Any, known: dict[str, int]) -> np.ndarray | None:
     if not isinstance(spec, dict) or spec.get("type") != "map":
         return None
     values = spec.get("values")
     values = values if isinstance(values, list) else [values]
     names = [v.get("type") if isinstance(v, dict) else v for v in values]
-    kinds = [_KINDS.get(name) if isinstance(name, str) else None for name in names]
+    kinds = [known.get(name) if isinstance(name, str) else None for name in names]
     if not kinds or any(k is None for k in kinds):
         return None
     return np.array(kinds, dtype=np.int64)

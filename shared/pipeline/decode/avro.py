@@ -3,19 +3,22 @@
 Both parsers frame the file with ``capture`` (header and blocks read within bounds, every
 count and size checked before it is used), so a file that lies fails the same way on
 either. The fast parser scans Capture's own layout in compiled code
-(``capture.chunks``) and any other writer schema record by record with cavro; the
-straightforward one reads every record with fastavro. Both check that a block's records
-use exactly its bytes.
+(``capture.chunks``); any other writer schema, and every file for the straightforward
+parser, is read record by record with fastavro. Either way a block's records must use
+exactly its bytes.
+
+Both read the strings they use the same way: an Offset (kept as lineage) must be UTF-8;
+``EnqueuedTimeUtc`` and ``SystemProperties`` keys and values are only compared or parsed,
+so bytes there that are not UTF-8 make no match rather than a quarantined file.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
-import cavro
 import fastavro
 import numpy as np
 import polars as pl
@@ -42,7 +45,6 @@ CAPTURE_READER_SCHEMA: dict[str, Any] = {
         {"name": "Body", "type": ["null", "bytes"]},
     ],
 }
-_PARSED_CAPTURE = fastavro.parse_schema(CAPTURE_READER_SCHEMA)
 _DOTNET_FORMAT = "%m/%d/%Y %I:%M:%S %p"
 
 
@@ -66,8 +68,7 @@ def decode_fast(
     """The Avro path of ``parser="fast"``: ``capture`` scans records, ``fastparse`` parses bodies.
 
     A writer schema in Capture's exact layout is scanned into columns by compiled code;
-    any other (fields reordered, unexpected union branches) is decoded record by record
-    with cavro through the projection that skips Properties.
+    any other (fields reordered, unexpected union branches) is read record by record.
     """
     if not fh.peek(1):  # type: ignore[attr-defined]
         return
@@ -80,10 +81,11 @@ def decode_fast(
                 yield _parse_columns(columns, contract, partition, first_row)
                 first_row += len(columns.body)
             return
-        read = _cavro_reader(header.schema, name)
+        read = _reader(header.schema, name)
         chunk = RecordColumns(partition)
         for block, (count, data) in enumerate(capture.blocks(fh, header), start=1):
-            _add_cavro_block(chunk, read, data, count, block)
+            for record in _records(read, data, count, block):
+                chunk.add(*record)
             if len(chunk) >= chunk_rows:
                 yield chunk.parse(contract)
         if len(chunk):
@@ -95,29 +97,16 @@ def decode_fast(
 def decode_straightforward(
     fh: BinaryIO, name: str, contract: Contract, chunk_rows: int, partition: str | None
 ) -> Iterator[pl.DataFrame]:
-    """The Avro path of ``parser="straightforward"``: fastavro reads each record, the builder each body."""
+    """The Avro path of ``parser="straightforward"``: each record read, each body built, one by one."""
     if not fh.peek(1):  # type: ignore[attr-defined]
         return
     header = _header(fh, name)
-    try:
-        writer = fastavro.parse_schema(header.schema)
-    except Exception as exc:  # fastavro raises bare errors for schemas it cannot parse
-        raise QuarantinedFile(name, f"avro: not an Event Hubs Capture schema ({exc})") from exc
+    read = _reader(header.schema, name)
     builder = ChunkBuilder(contract)
     try:
         for block, (count, data) in enumerate(capture.blocks(fh, header), start=1):
-            source = io.BytesIO(data)
-            try:
-                for _ in range(count):
-                    record: Any = fastavro.schemaless_reader(source, writer, _PARSED_CAPTURE)
-                    exact = record["SystemProperties"].get("x-opt-enqueued-time")
-                    enqueued = enqueued_at(exact, record["EnqueuedTimeUtc"])
-                    builder.add_body(
-                        record["Body"], record["SequenceNumber"], record["Offset"], enqueued, partition
-                    )
-            except Exception as exc:  # fastavro raises bare errors on bad record data
-                raise CorruptBlock(block, exc) from exc
-            _check_used(source, data, block)
+            for body, sequence_number, offset, enqueued in _records(read, data, count, block):
+                builder.add_body(body, sequence_number, offset, enqueued, partition)
             if builder.pending >= chunk_rows:
                 yield builder.take()
     except CorruptBlock as exc:
@@ -138,29 +127,50 @@ def _header(fh: BinaryIO, name: str) -> capture.Header:
     return header
 
 
-def _cavro_reader(schema: Any, name: str) -> Any:
+Record = tuple[bytes | None, int, str, int | None]
+Read = Callable[[io.BytesIO], Any]
+
+
+def _reader(schema: Any, name: str) -> Read:
+    """fastavro's reader of one record of a writer schema, through the projection that
+    skips Properties. Strings that are not UTF-8 decode to lone surrogates instead of
+    failing the record: only the Offset is kept, and ``_records`` checks it."""
+    # Avro resolves records by name; the pipeline, like the compiled scan, goes by the fields.
+    named = {key: schema[key] for key in ("name", "namespace") if key in schema}
+    projection = {**{k: v for k, v in CAPTURE_READER_SCHEMA.items() if k != "namespace"}, **named}
     try:
-        return cavro.Schema(CAPTURE_READER_SCHEMA).reader_for_writer(cavro.Schema(schema)).binary_read
-    except Exception as exc:  # cavro raises bare errors for schemas it cannot read or resolve
+        writer = fastavro.parse_schema(schema)
+        reader = fastavro.parse_schema(projection)
+    except Exception as exc:  # fastavro raises bare errors for schemas it cannot parse
         raise QuarantinedFile(name, f"avro: not an Event Hubs Capture schema ({exc})") from exc
 
+    def read(source: io.BytesIO) -> Any:
+        return fastavro.schemaless_reader(source, writer, reader, handle_unicode_errors="surrogateescape")
 
-def _add_cavro_block(chunk: RecordColumns, read: Any, data: bytes, count: int, block: int) -> None:
-    """Decode one block's records with cavro's ``read`` into ``chunk``."""
-    stream = io.BytesIO(data)
-    source = cavro.FileReader(stream)  # reads only what it decodes, so the position tells
-    try:
-        for _ in range(count):
+    return read
+
+
+def _records(read: Read, data: bytes, count: int, block: int) -> Iterator[Record]:
+    """(body, sequence number, offset, enqueued ms) of one block's records.
+
+    Raises:
+        CorruptBlock: a record does not read, an Offset is not UTF-8, or bytes are left over.
+    """
+    source = io.BytesIO(data)
+    for number in range(1, count + 1):
+        try:
             record = read(source)
-            exact = record.SystemProperties.get("x-opt-enqueued-time")
-            enqueued = exact if exact.__class__ is int else enqueued_at(exact, record.EnqueuedTimeUtc)
-            chunk.add(record.Body, record.SequenceNumber, record.Offset, enqueued)
-    except Exception as exc:  # cavro raises bare errors on bad record data
-        raise CorruptBlock(block, exc) from exc
-    _check_used(stream, data, block)
-
-
-def _check_used(source: io.BytesIO, data: bytes, block: int) -> None:
+        except Exception as exc:  # fastavro raises bare errors on bad record data
+            raise CorruptBlock(block, exc) from exc
+        offset = record["Offset"]
+        if not offset.isascii():
+            try:
+                offset.encode()
+            except UnicodeEncodeError:
+                raise CorruptBlock(block, ValueError(f"record {number}: Offset is not UTF-8")) from None
+        exact = record["SystemProperties"].get("x-opt-enqueued-time")
+        enqueued = exact if exact.__class__ is int else enqueued_at(exact, record["EnqueuedTimeUtc"])
+        yield record["Body"], record["SequenceNumber"], offset, enqueued
     if source.tell() != len(data):
         raise CorruptBlock(block, ValueError(kernels.SCAN_PROBLEMS[kernels.LEFTOVER]))
 

@@ -74,7 +74,9 @@ def scan_capture(
 
     Nothing read from the file is trusted: every length, count and size is checked
     against the bytes left in its block before it moves a position (``x > end - pos``,
-    which cannot overflow), so no input reads outside ``buf`` or loops. A failure is
+    which cannot overflow), so no input reads outside ``buf`` or loops. (A
+    SystemProperties block's size moves nothing: its entries are read, as fastavro reads
+    them.) Strings are compared as bytes, never decoded. A failure is
     ``-(1 + place * SCAN_PLACE + problem * SCAN_PROBLEM + field)``: the record (counting
     across blocks) and the field, or for ``LEFTOVER`` the block; ``kernels.scan_failure``
     reads it.
@@ -115,11 +117,13 @@ def scan_capture(
                         size, pos = _read_long(buf, pos, end)
                         if pos < 0:
                             return _failed(row, TRUNCATED, field)
-                        if items < 0 or size < 0:  # -(-2**63) is itself
+                        if items < 0:  # -(-2**63) is itself
                             return _failed(row, NEGATIVE, field)
-                        if size > end - pos:
-                            return _failed(row, PAST_END, field)
-                        if which == 1:
+                        if which == 1:  # Properties is skipped by the size; SystemProperties read
+                            if size < 0:
+                                return _failed(row, NEGATIVE, field)
+                            if size > end - pos:
+                                return _failed(row, PAST_END, field)
                             pos += size
                             continue
                     for _item in range(items):
