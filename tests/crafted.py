@@ -9,6 +9,8 @@ import io
 import json
 import zlib
 from collections.abc import Iterable, Sequence
+from functools import cache
+from typing import Any
 
 import fastavro
 
@@ -47,9 +49,15 @@ REORDERED = ("Body", *CAPTURE_ORDER[:5])
 SYNC = bytes(range(16))
 
 
+@cache
+def _fields() -> dict[str, dict[str, Any]]:
+    """Capture's fields by name, as the generator writes them (Properties values nullable)."""
+    written: Any = fastavro.reader(io.BytesIO(generator.write_capture([]))).writer_schema
+    return {f["name"]: f for f in written["fields"]}
+
+
 def schema(order: Sequence[str] = CAPTURE_ORDER, name: str = "EventData") -> dict[str, object]:
-    fields = {f["name"]: f for f in generator._capture_schema("nullable")["fields"]}
-    return {"type": "record", "name": name, "fields": [fields[field] for field in order]}
+    return {"type": "record", "name": name, "fields": [_fields()[field] for field in order]}
 
 
 def header(
@@ -73,14 +81,13 @@ def record(
         enqueued=ENQUEUED + dt.timedelta(milliseconds=i),
         partition_key=f"p-{i % 3}",
     )
-    types = {f["name"]: f["type"] for f in generator._capture_schema("nullable")["fields"]}
-    parts = {name: _encoded(types[name], honest[name]) for name in order}  # type: ignore[literal-required]
+    parts = {name: _encoded(_fields()[name]["type"], honest[name]) for name in order}  # type: ignore[literal-required]
     return b"".join(encoded.get(name, parts[name]) for name in order)
 
 
 def _encoded(schema: object, value: object) -> bytes:
     out = io.BytesIO()
-    fastavro.schemaless_writer(out, schema, value)
+    fastavro.schemaless_writer(out, fastavro.parse_schema(schema), value)
     return out.getvalue()
 
 

@@ -61,6 +61,9 @@ MIN_RECORD_BYTES = 5
 _MAX_DEFLATED = MAX_BLOCK_BYTES + 5 * (MAX_BLOCK_BYTES >> 16) + 64
 FIELDS = ("SequenceNumber", "Offset", "EnqueuedTimeUtc", "SystemProperties", "Properties", "Body")
 ENQUEUED_KEY = b"x-opt-enqueued-time"
+#: The largest ``x-opt-enqueued-time`` (either sign) a timestamp can hold: the parsed frame
+#: keeps microseconds in 64 bits. One past it is no time at all, as if it were absent.
+ENQUEUED_LIMIT_MS = (2**63 - 1) // 1000
 # Union branch kinds the scan can read or skip.
 _LONG, _DOUBLE, _FLOAT, _BYTES, _NULL, _BOOLEAN = 0, 1, 2, 3, 4, 5
 _READ_KINDS = {
@@ -97,7 +100,7 @@ class Columns:
     body: pa.Array  # large_binary, null for a null body
     sequence_number: pa.Array  # int64
     offset: pa.Array  # string
-    enqueued_ms: pa.Array  # int64, x-opt-enqueued-time; null when absent and unparsable
+    enqueued_ms: pa.Array  # int64, x-opt-enqueued-time; null when absent, not a long or out of range
     enqueued_text: list[str | None]  # EnqueuedTimeUtc, only where enqueued_ms needs it (else None)
 
 
@@ -300,6 +303,7 @@ def decode(shape: Layout, data: list[bytes], counts: list[int], first_block: int
     )  # fmt: skip
     if done != n:
         _raise_scan_failure(done, records, first_block)
+    has_enqueued &= (enqueued >= -ENQUEUED_LIMIT_MS) & (enqueued <= ENQUEUED_LIMIT_MS)
     offset = kernels.cut(buffer, spans[0, 0], spans[0, 1], pa.string())
     try:
         offset.validate(full=True)  # UTF-8

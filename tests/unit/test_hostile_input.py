@@ -7,6 +7,7 @@ forever or allocated by the declared count, and must fail their test, not pytest
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import io
 import json
@@ -231,6 +232,21 @@ def test_the_writer_records_name_does_not_matter(layout: str) -> None:
     fast, straightforward = (_decoded(data, parser=parser) for parser in PARSERS)
     assert_frame_equal(fast, straightforward)
     assert fast.height == 3
+
+
+@pytest.mark.parametrize("exact", [2**62, -(2**63), (2**63 - 1) // 1000 + 1])
+def test_an_enqueued_time_no_timestamp_can_hold_falls_back_to_the_dotnet_string(exact: int) -> None:
+    """Fuzz finding: an x-opt-enqueued-time past what microseconds in 64 bits hold made
+    polars panic (PanicException, not even an Exception). It counts as absent."""
+    system = c.long(1) + c.text(b"x-opt-enqueued-time") + c.long(0) + c.long(exact) + c.long(0)
+    dotnet = c.text(b"11/21/2026 12:00:01 PM")
+    data = c.container([c.block([c.record(0, SystemProperties=system, EnqueuedTimeUtc=dotnet), c.record(1)])])
+    fast, straightforward = (_decoded(data, parser=parser) for parser in PARSERS)
+    assert_frame_equal(fast, straightforward)
+    assert fast.get_column("_enqueued_time").to_list() == [
+        dt.datetime(2026, 11, 21, 12, 0, 1),
+        (c.ENQUEUED + dt.timedelta(milliseconds=1)).replace(tzinfo=None),
+    ]
 
 
 # -- numbers keep their text -----------------------------------------------------------------

@@ -169,8 +169,7 @@ def _records(read: Read, data: bytes, count: int, block: int) -> Iterator[Record
             except UnicodeEncodeError:
                 raise CorruptBlock(block, ValueError(f"record {number}: Offset is not UTF-8")) from None
         exact = record["SystemProperties"].get("x-opt-enqueued-time")
-        enqueued = exact if exact.__class__ is int else enqueued_at(exact, record["EnqueuedTimeUtc"])
-        yield record["Body"], record["SequenceNumber"], offset, enqueued
+        yield record["Body"], record["SequenceNumber"], offset, enqueued_at(exact, record["EnqueuedTimeUtc"])
     if source.tell() != len(data):
         raise CorruptBlock(block, ValueError(kernels.SCAN_PROBLEMS[kernels.LEFTOVER]))
 
@@ -214,8 +213,9 @@ def _parse_columns(
 
 
 def enqueued_at(exact: Any, dotnet: str | None) -> int | None:
-    """Epoch ms of ``x-opt-enqueued-time``, else of the .NET ``EnqueuedTimeUtc`` string."""
-    if isinstance(exact, int):
+    """Epoch ms of ``x-opt-enqueued-time`` (a long within ``capture.ENQUEUED_LIMIT_MS``),
+    else of the .NET ``EnqueuedTimeUtc`` string, else None."""
+    if exact.__class__ is int and -capture.ENQUEUED_LIMIT_MS <= exact <= capture.ENQUEUED_LIMIT_MS:
         return exact
     # Older Capture files only carry the .NET invariant-culture string, to the second.
     try:
