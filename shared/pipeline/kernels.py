@@ -36,9 +36,10 @@ ASK = -1  # an address slot the caller looks up itself
 # Why ``scan_capture`` stopped: a problem with one of ``SCAN_FIELDS`` of a record, packed
 # into its negative answer as -(1 + place * SCAN_PLACE + problem * SCAN_PROBLEM + field).
 SCAN_FIELDS = ("SequenceNumber", "Offset", "EnqueuedTimeUtc", "SystemProperties", "Properties", "Body")
-TRUNCATED, NEGATIVE, PAST_END, BRANCH, LEFTOVER = range(5)
+TRUNCATED, NEGATIVE, PAST_END, BRANCH, LEFTOVER, OVERLONG = range(6)
 SCAN_PROBLEMS = {
-    TRUNCATED: "{field} is cut off by the end of the block (or is not a varint)",
+    TRUNCATED: "{field} is cut off by the end of the block",
+    OVERLONG: "{field} holds a varint longer than the 10 bytes of a long",
     NEGATIVE: "{field} has a negative length or count",
     PAST_END: "{field} claims more bytes than the block has left",
     BRANCH: "{field} names a union branch the schema does not have",

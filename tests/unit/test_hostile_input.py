@@ -249,6 +249,15 @@ def test_an_enqueued_time_no_timestamp_can_hold_falls_back_to_the_dotnet_string(
     ]
 
 
+def test_a_varint_longer_than_a_long_is_refused_by_the_scan() -> None:
+    """Fuzz finding: 30 bytes of varint. The scan names it (fastavro, the straightforward
+    parser's reader, reads it anyway: ``crafted.SCAN_ONLY``, the one refusal not shared)."""
+    data = c.container([c.block([c.record(0, SequenceNumber=b"\x84" * 29 + b"\x00"), c.record(1)])])
+    with pytest.raises(QuarantinedFile) as caught:
+        _decoded(data)
+    assert caught.value.reason == f"avro: record 1: SequenceNumber {c.SCAN_ONLY} in block 1 (after block 0)"
+
+
 # -- numbers keep their text -----------------------------------------------------------------
 @pytest.mark.parametrize("parser", PARSERS)
 def test_integers_beyond_int64_keep_every_digit(parser: decode.Parser) -> None:

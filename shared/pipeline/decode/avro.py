@@ -5,7 +5,8 @@ count and size checked before it is used), so a file that lies fails the same wa
 either. The fast parser scans Capture's own layout in compiled code
 (``capture.chunks``); any other writer schema, and every file for the straightforward
 parser, is read record by record with fastavro. Either way a block's records must use
-exactly its bytes.
+exactly its bytes. One refusal is the scan's alone: fastavro reads a varint longer than a
+long's 10 bytes (with whatever value its 64-bit shifts leave), which the scan refuses.
 
 Both read the strings they use the same way: an Offset (kept as lineage) must be UTF-8;
 ``EnqueuedTimeUtc`` and ``SystemProperties`` keys and values are only compared or parsed,

@@ -5,17 +5,29 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from shared.pipeline.kernels import BRANCH, LEFTOVER, NEGATIVE, PAST_END, SCAN_PLACE, SCAN_PROBLEM, TRUNCATED
+from shared.pipeline.kernels import (
+    BRANCH,
+    LEFTOVER,
+    NEGATIVE,
+    OVERLONG,
+    PAST_END,
+    SCAN_PLACE,
+    SCAN_PROBLEM,
+    TRUNCATED,
+)
 
 
 @njit(nogil=True, cache=True, inline="always")
 def _read_long(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
-    """Zigzag varint at ``pos``: (value, next position), or (0, -1) past ``end``."""
+    """Zigzag varint at ``pos``: (value, next position); (0, -1) past ``end``, (0, -2)
+    past the 10 bytes a 64-bit varint takes."""
     n = 0
     shift = 0
     while True:
-        if pos >= end or shift > 63:
+        if pos >= end:
             return 0, -1
+        if shift > 63:
+            return 0, -2
         b = int(buf[pos])
         pos += 1
         n |= (b & 0x7F) << shift
@@ -27,16 +39,16 @@ def _read_long(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
 
 @njit(nogil=True, cache=True)
 def _skip(buf: np.ndarray, pos: int, end: int, kind: int) -> int:
-    """Position after a value of ``kind``; -1 past ``end``, -2 for a negative length."""
+    """Position after a value of ``kind``, or a negative one ``_why`` explains."""
     if kind == 0:
         _, pos = _read_long(buf, pos, end)
         return pos
     if kind == 3:
         length, pos = _read_long(buf, pos, end)
         if pos < 0:
-            return -1
+            return pos
         if length < 0:
-            return -2
+            return -3
         return pos + length if length <= end - pos else -1
     if kind == 1:
         size = 8
@@ -47,6 +59,17 @@ def _skip(buf: np.ndarray, pos: int, end: int, kind: int) -> int:
     else:
         size = 0
     return pos + size if size <= end - pos else -1
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _why(pos: int) -> int:
+    """The problem a negative position stands for: -1 past the block, -2 an over-long
+    varint, -3 a negative length."""
+    if pos == -2:
+        return OVERLONG
+    if pos == -3:
+        return NEGATIVE
+    return TRUNCATED
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -89,12 +112,12 @@ def scan_capture(
         for _ in range(counts[block]):
             value, pos = _read_long(buf, pos, end)
             if pos < 0:
-                return _failed(row, TRUNCATED, 0)
+                return _failed(row, _why(pos), 0)
             sequence[row] = value
             for field in range(2):  # Offset, EnqueuedTimeUtc
                 length, pos = _read_long(buf, pos, end)
                 if pos < 0:
-                    return _failed(row, TRUNCATED, 1 + field)
+                    return _failed(row, _why(pos), 1 + field)
                 if length < 0:
                     return _failed(row, NEGATIVE, 1 + field)
                 if length > end - pos:
@@ -109,14 +132,14 @@ def scan_capture(
                 while True:
                     items, pos = _read_long(buf, pos, end)
                     if pos < 0:
-                        return _failed(row, TRUNCATED, field)
+                        return _failed(row, _why(pos), field)
                     if items == 0:
                         break
                     if items < 0:  # a block of -n items is preceded by its size in bytes
                         items = -items
                         size, pos = _read_long(buf, pos, end)
                         if pos < 0:
-                            return _failed(row, TRUNCATED, field)
+                            return _failed(row, _why(pos), field)
                         if items < 0:  # -(-2**63) is itself
                             return _failed(row, NEGATIVE, field)
                         if which == 1:  # Properties is skipped by the size; SystemProperties read
@@ -129,7 +152,7 @@ def scan_capture(
                     for _item in range(items):
                         length, pos = _read_long(buf, pos, end)
                         if pos < 0:
-                            return _failed(row, TRUNCATED, field)
+                            return _failed(row, _why(pos), field)
                         if length < 0:
                             return _failed(row, NEGATIVE, field)
                         if length > end - pos:
@@ -138,7 +161,7 @@ def scan_capture(
                         pos += length
                         branch, pos = _read_long(buf, pos, end)
                         if pos < 0:
-                            return _failed(row, TRUNCATED, field)
+                            return _failed(row, _why(pos), field)
                         if branch < 0 or branch >= kinds.shape[0]:
                             return _failed(row, BRANCH, field)
                         kind = kinds[branch]
@@ -152,18 +175,18 @@ def scan_capture(
                             if kind == 0:
                                 value, pos = _read_long(buf, pos, end)
                                 if pos < 0:
-                                    return _failed(row, TRUNCATED, field)
+                                    return _failed(row, _why(pos), field)
                                 enqueued[row] = value
                                 has_enqueued[row] = True
                                 continue
                             has_enqueued[row] = False  # a later entry wins, as in a dict
                         pos = _skip(buf, pos, end, kind)
                         if pos < 0:
-                            return _failed(row, NEGATIVE if pos == -2 else PAST_END, field)
+                            return _failed(row, _why(pos), field)
             if body_null >= 0:
                 branch, pos = _read_long(buf, pos, end)
                 if pos < 0:
-                    return _failed(row, TRUNCATED, 5)
+                    return _failed(row, _why(pos), 5)
                 if branch < 0 or branch > 1:
                     return _failed(row, BRANCH, 5)
                 if branch == body_null:
@@ -173,7 +196,7 @@ def scan_capture(
                     continue
             length, pos = _read_long(buf, pos, end)
             if pos < 0:
-                return _failed(row, TRUNCATED, 5)
+                return _failed(row, _why(pos), 5)
             if length < 0:
                 return _failed(row, NEGATIVE, 5)
             if length > end - pos:
