@@ -69,6 +69,12 @@ def header(
     return out.getvalue()
 
 
+def raw_header(schema_json: bytes, codec: bytes = b"null") -> bytes:
+    """A header written by hand, for a schema no Avro writer would accept."""
+    meta = long(2) + text(b"avro.schema") + text(schema_json) + text(b"avro.codec") + text(codec) + long(0)
+    return b"Obj\x01" + meta + SYNC
+
+
 def record(
     i: int, *, body: bytes | None = None, order: Sequence[str] = CAPTURE_ORDER, **encoded: bytes
 ) -> bytes:

@@ -258,6 +258,16 @@ def test_a_varint_longer_than_a_long_is_refused_by_the_scan() -> None:
     assert caught.value.reason == f"avro: record 1: SequenceNumber {c.SCAN_ONLY} in block 1 (after block 0)"
 
 
+def test_a_schema_that_is_not_avro_is_refused_by_both_parsers() -> None:
+    """Fuzz finding: a record schema with no name (``eame``) was scanned by the fast
+    parser and refused by fastavro. Both read only valid Avro schemas now."""
+    nameless = {("eame" if key == "name" else key): value for key, value in c.schema().items()}
+    data = c.raw_header(json.dumps(nameless).encode()) + c.block([c.record(0)]) + c.SYNC
+    for parser in PARSERS:
+        with pytest.raises(QuarantinedFile, match=r": avro: not an Event Hubs Capture schema \("):
+            _decoded(data, parser=parser)
+
+
 # -- numbers keep their text -----------------------------------------------------------------
 @pytest.mark.parametrize("parser", PARSERS)
 def test_integers_beyond_int64_keep_every_digit(parser: decode.Parser) -> None:

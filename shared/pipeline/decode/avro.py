@@ -123,7 +123,8 @@ def _header(fh: BinaryIO, name: str) -> capture.Header:
         raise QuarantinedFile(name, f"avro: bad header ({exc})") from exc
     try:
         capture.check_schema(header.schema)
-    except ValueError as exc:
+        fastavro.parse_schema(header.schema)  # a valid Avro schema, for the scan as for fastavro
+    except Exception as exc:  # fastavro raises bare errors for schemas it cannot parse
         raise QuarantinedFile(name, f"avro: not an Event Hubs Capture schema ({exc})") from exc
     return header
 
