@@ -43,7 +43,7 @@ def event(i: int, **fields: object) -> bytes:
     return json.dumps({**base, "log_id": f"crafted-{i}", **fields}).encode()  # any integer, unlike orjson
 
 
-#: Capture's own field order (the compiled scan reads it), and another one (cavro reads it).
+#: Capture's own field order (the compiled scan reads it), and another one (fastavro reads it).
 CAPTURE_ORDER = ("SequenceNumber", "Offset", "EnqueuedTimeUtc", "SystemProperties", "Properties", "Body")
 REORDERED = ("Body", *CAPTURE_ORDER[:5])
 SYNC = bytes(range(16))

@@ -10,7 +10,7 @@ An input is one of (its first bytes choose; the rest is the payload):
   after a valid header.
 
 The selector byte's upper bits pick variants: bit 2 gzips a text payload or deflates a
-block, bit 3 writes records in an order the compiled scan does not read (cavro reads it).
+block, bit 3 writes records in an order the compiled scan does not read (fastavro reads it).
 """
 
 from __future__ import annotations
