@@ -36,7 +36,8 @@ ASK = -1  # an address slot the caller looks up itself
 # Why ``scan_capture`` stopped: a problem with one of ``SCAN_FIELDS`` of a record, packed
 # into its negative answer as -(1 + place * SCAN_PLACE + problem * SCAN_PROBLEM + field).
 SCAN_FIELDS = ("SequenceNumber", "Offset", "EnqueuedTimeUtc", "SystemProperties", "Properties", "Body")
-TRUNCATED, NEGATIVE, PAST_END, BRANCH, LEFTOVER, OVERLONG = range(6)
+# The loops' varint reader answers TRUNCATED or OVERLONG as 0 or 1: keep them first.
+TRUNCATED, OVERLONG, NEGATIVE, PAST_END, BRANCH, LEFTOVER = range(6)
 SCAN_PROBLEMS = {
     TRUNCATED: "{field} is cut off by the end of the block",
     OVERLONG: "{field} holds a varint longer than the 10 bytes of a long",
