@@ -3,7 +3,7 @@
 An input is one of (its first bytes choose; the rest is the payload):
 
 * a whole Avro container, when it starts with Avro's magic (the real Capture files and the
-  generator's files seed these);
+  generator's files seed these), or a whole Parquet file, when it starts with Parquet's;
 * ``\\x00`` CSV, ``\\x01`` NDJSON (the generator's CSV and NDJSON seed these);
 * ``\\x02`` bodies: the payload split at ``\\x00\\n`` into Capture records' bodies;
 * ``\\x03`` a block: the next byte is the record count, the rest one block's record bytes
@@ -21,6 +21,8 @@ from tests import crafted
 
 AVRO = crafted.NAME
 AVRO_MAGIC = b"Obj\x01"
+PARQUET = "sa/2026/11/21/out.parquet"
+PARQUET_MAGIC = b"PAR1"
 NAMES = {0: "drop/2026-11-21.csv", 1: "drop/2026-11-21.ndjson"}
 BODY_SEPARATOR = b"\x00\n"
 CSV, NDJSON, BODIES, BLOCK = 0, 1, 2, 3
@@ -31,6 +33,8 @@ def file_of(data: bytes) -> tuple[bytes, str]:
     """The landed file (bytes, name) an input stands for."""
     if data.startswith(AVRO_MAGIC) or len(data) < 2:
         return data, AVRO
+    if data.startswith(PARQUET_MAGIC):
+        return data, PARQUET
     mode, variant = data[0] & 3, data[0] >> 2
     order = crafted.REORDERED if variant & (REORDER >> 2) else crafted.CAPTURE_ORDER
     payload = data[1:]

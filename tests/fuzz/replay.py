@@ -16,14 +16,14 @@ from types import CodeType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "pipeline"
-# The decode path the harness drives (Parquet is not among its inputs, geo runs in silver).
+# The decode path the harness drives (geo runs in silver, on decoded rows).
 MODULES = ("capture.py", "fastparse.py", "validate.py", "kernels.py", "decode/")
 TOOL = sys.monitoring.COVERAGE_ID
 
 
 def _watched(path: str) -> bool:
     inside = Path(path).is_relative_to(ROOT)
-    return inside and str(Path(path).relative_to(ROOT)).startswith(MODULES) and "parquet" not in path
+    return inside and str(Path(path).relative_to(ROOT)).startswith(MODULES)
 
 
 def main(paths: list[str]) -> int:

@@ -33,6 +33,7 @@ def seeds() -> list[bytes]:
     ]
     out.append(generator.write_capture(records, properties_variant="classic", codec="null"))
     events = generator.clean_events(12, seed=6)
+    out.append(generator.to_parquet_stream_analytics(events, partition_id=2, enqueued=crafted.ENQUEUED))
     for variant in (0, GZIP):
         out.append(bytes([CSV | variant]) + generator.to_csv(events))
         out.append(bytes([NDJSON | variant]) + generator.to_ndjson(events))
