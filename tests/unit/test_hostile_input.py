@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -267,6 +269,17 @@ def test_a_schema_that_is_not_avro_is_refused_by_both_parsers() -> None:
     for parser in PARSERS:
         with pytest.raises(QuarantinedFile, match=r": avro: not an Event Hubs Capture schema \("):
             _decoded(data, parser=parser)
+
+
+def test_a_parquet_value_python_cannot_hold_quarantines_the_file() -> None:
+    """Fuzz finding: a mutated Parquet file made polars panic turning rows into Python
+    ("PyObject pointer is null"); a timestamp past year 9999 raised ValueError. pyarrow
+    converts now, and what it cannot convert quarantines the file."""
+    table = pa.table({"log_id": ["a", "b"], "event_time": pa.array([0, 2**62], pa.timestamp("us"))})
+    out = io.BytesIO()
+    pq.write_table(table, out)
+    with pytest.raises(QuarantinedFile, match=r"^.*: parquet: .* after row 0$"):
+        _decoded(out.getvalue(), "sa/2026/11/21/out.parquet")
 
 
 # -- numbers keep their text -----------------------------------------------------------------

@@ -36,22 +36,26 @@ def parquet_file(fh: BinaryIO, name: str) -> pq.ParquetFile:
 
 
 def decode_parquet(fh: BinaryIO, name: str, contract: Contract, chunk_rows: int) -> Iterator[pl.DataFrame]:
-    """Each row is one event whose columns are its fields."""
+    """Each row is one event whose columns are its fields.
+
+    Raises:
+        QuarantinedFile: a row group does not read, or holds a value Python cannot hold
+            (a timestamp past year 9999, say).
+    """
     pfile = parquet_file(fh, name)
     row = 0
     try:
         for batch in pfile.iter_batches(batch_size=chunk_rows):
-            frame = pl.from_arrow(batch)
-            assert isinstance(frame, pl.DataFrame)
-            yield _chunk(frame, contract, row)
-            row += frame.height
-    except (pa.ArrowException, OSError) as exc:
+            kept = [c for c in batch.schema.names if c not in _SA_DROPPED]
+            # pyarrow, not polars, turns values into Python: it raises where polars can panic.
+            yield _chunk(batch.select(kept).to_pylist(), contract, row)
+            row += batch.num_rows
+    except (pa.ArrowException, OSError, ValueError, OverflowError, TypeError) as exc:
         raise QuarantinedFile(name, f"parquet: {exc} after row {row}") from exc
 
 
-def _chunk(frame: pl.DataFrame, contract: Contract, first_row: int) -> pl.DataFrame:
+def _chunk(rows: list[dict[str, Any]], contract: Contract, first_row: int) -> pl.DataFrame:
     fields = set(contract.field_names)
-    rows = frame.select(c for c in frame.columns if c not in _SA_DROPPED).to_dicts()
     builder = ChunkBuilder(contract)
     for i, record in enumerate(rows):
         enqueued = record.pop(_SA_ENQUEUED, None)
