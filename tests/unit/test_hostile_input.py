@@ -282,6 +282,19 @@ def test_a_parquet_value_python_cannot_hold_quarantines_the_file() -> None:
         _decoded(out.getvalue(), "sa/2026/11/21/out.parquet")
 
 
+def test_a_parquet_column_name_that_is_not_utf8_quarantines_the_file() -> None:
+    """Fuzz finding: pyarrow raises UnicodeDecodeError opening such a file."""
+    out = io.BytesIO()
+    pq.write_table(pa.table({"log_id": ["a"], "device_X": ["ios"]}), out)
+    data = out.getvalue().replace(b"device_X", b"device\xac\xac")
+    for step in (
+        lambda: decode.probe(io.BytesIO(data), "sa/out.parquet"),
+        lambda: _decoded(data, "sa/out.parquet"),
+    ):
+        with pytest.raises(QuarantinedFile, match=r": parquet: .*utf-8"):
+            step()
+
+
 # -- numbers keep their text -----------------------------------------------------------------
 @pytest.mark.parametrize("parser", PARSERS)
 def test_integers_beyond_int64_keep_every_digit(parser: decode.Parser) -> None:

@@ -31,7 +31,7 @@ def parquet_file(fh: BinaryIO, name: str) -> pq.ParquetFile:
     source: Any = fh if fh.seekable() else io.BytesIO(fh.read())
     try:
         return pq.ParquetFile(source)
-    except (pa.ArrowException, OSError) as exc:
+    except (pa.ArrowException, OSError, ValueError) as exc:  # a column name not UTF-8: ValueError
         raise QuarantinedFile(name, f"parquet: {exc}") from exc
 
 
