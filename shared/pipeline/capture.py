@@ -40,11 +40,13 @@ except ImportError:  # pragma: no cover - isal is in requirements.txt; zlib give
     _inflater = zlib
 
 MAGIC = b"Obj\x01"
-#: The most bytes a block may hold once inflated. A block holds whole records, and Event
-#: Hubs caps an event at 1 MB (20 MB with a Dedicated cluster's large messages), so no
-#: Capture block needs more; and a block is held in memory whole, so this is what bounds
-#: the decoder's memory on a file that lies (0.5 MB of deflate can inflate to 512 MiB).
-#: Inflating stops at this bound, before the memory past it is spent.
+#: The most bytes a block may hold once inflated. A block is held in memory whole, so this
+#: is what bounds the decoder's memory on a file that lies (0.5 MB of deflate can inflate
+#: to 512 MiB), and inflating stops at it, before the memory past it is spent. A block
+#: holds whole events of at most 1 MB each (20 MB for a Dedicated cluster's large
+#: messages), and the real Capture files here write blocks of a few KB: 64 MiB holds 64 of
+#: the largest Standard events, three of the largest at all, in a third of the memory
+#: budget. A larger block is quarantined, naming this limit.
 MAX_BLOCK_BYTES = 64 << 20
 #: The most bytes the header's metadata may take: a Capture header is its schema (under
 #: 1 KB) and codec.
