@@ -31,22 +31,32 @@ import polars as pl
 from shared.contracts import Contract
 from shared.errors import QuarantinedFile
 from shared.pipeline.decode import avro, parquet, text
-from shared.pipeline.decode.rows import LINEAGE_SCHEMA, field_text, parse_body, parsed_schema
+from shared.pipeline.decode.avro import enqueued_at
+from shared.pipeline.decode.parquet import structured_chunk
+from shared.pipeline.decode.rows import LINEAGE_SCHEMA, RecordColumns, field_text, parse_body, parsed_schema
 
 __all__ = [
     "LINEAGE_SCHEMA",
     "Format",
     "Parser",
     "Probe",
+    "RecordColumns",
     "concat",
     "decode",
     "detect",
+    "enqueued_at",
     "field_text",
     "parse_body",
     "parsed_schema",
     "partition_of",
     "probe",
+    "structured_chunk",
 ]
+# The names the Databricks route (databricks_jobs/partitions.py) reached when decode was one
+# module; it parses Spark's splits with the same builders. The public names above replace them.
+_structured_chunk = structured_chunk
+_RecordColumns = RecordColumns
+_enqueued_at = enqueued_at
 
 Format = Literal["avro", "parquet", "csv", "ndjson"]
 #: ``fast`` parses whole chunks with compiled scans and hands only odd bodies to the row

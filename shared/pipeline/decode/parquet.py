@@ -54,6 +54,13 @@ def decode_parquet(fh: BinaryIO, name: str, contract: Contract, chunk_rows: int)
         raise QuarantinedFile(name, f"parquet: {exc} after row {row}") from exc
 
 
+def structured_chunk(frame: pl.DataFrame, contract: Contract, first_row: int) -> pl.DataFrame:
+    """The parsed rows of a frame whose columns are the events' fields (Stream Analytics'
+    Parquet columns, or a CSV's), ``_row`` counting from ``first_row``."""
+    kept = frame.select(c for c in frame.columns if c not in _SA_DROPPED)
+    return _chunk(kept.to_arrow().to_pylist(), contract, first_row)
+
+
 def _chunk(rows: list[dict[str, Any]], contract: Contract, first_row: int) -> pl.DataFrame:
     fields = set(contract.field_names)
     builder = ChunkBuilder(contract)
