@@ -15,7 +15,7 @@ PROTOS_STAMP := $(VENV)/worker-protos/.installed-$(shell cksum < tests/worker/pr
 # Local runs talk to Azurite unless the environment or local.settings.json says otherwise.
 export AzureWebJobsStorage ?= UseDevelopmentStorage=true
 
-.PHONY: help venv node worker-protos kernels azurite azurite-stop demo test lint typecheck unit bench clean
+.PHONY: help venv node worker-protos kernels azurite azurite-stop demo test lint typecheck unit bench fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -67,5 +67,18 @@ unit: venv ## The unit tests only: no Node, no Azurite, no kernel build (numba c
 bench: venv node kernels ## Run the benchmark; writes bench/results/latest.json and a chart
 	$(PY) -m bench
 
+# The fuzz campaign (tests/fuzz/): not part of `make test`. Seeds: the generator's files, and
+# the real Capture files read in place when ../shared/real-world is present. Findings (crashes,
+# hangs past -timeout, memory past -rss_limit_mb) land in $(FUZZ_DIR)/findings/.
+FUZZ_SECONDS ?= 300
+FUZZ_DIR ?= .fuzz
+REAL_CAPTURE := $(wildcard $(CURDIR)/../shared/real-world/capture)
+fuzz: venv kernels ## Fuzz the decode path for FUZZ_SECONDS (default 300) with atheris
+	@mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/findings
+	$(PY) -m tests.fuzz.seeds $(FUZZ_DIR)/seeds
+	$(PY) -m tests.fuzz.fuzz_decode -max_total_time=$(FUZZ_SECONDS) -timeout=30 -rss_limit_mb=3072 \
+		-max_len=131072 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/findings/ \
+		$(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds $(REAL_CAPTURE)
+
 clean: ## Remove local data (not the venv)
-	rm -rf .azurite .lake .capture .demo
+	rm -rf .azurite .lake .capture .demo .fuzz

@@ -149,17 +149,17 @@ def _parse(
 
     if kind == "structured":
         rows = group.drop(SPLIT)
-        return decode._structured_chunk(rows, contract, first), rows.height
+        return decode.structured_chunk(rows, contract, first), rows.height
     if kind == "csv":
         rows = _csv_rows(group.get_column("_body").to_list(), header or [])
-        return decode._structured_chunk(rows, contract, first), rows.height
-    records = decode._RecordColumns(partition, strict_single=kind == "lines")
+        return decode.structured_chunk(rows, contract, first), rows.height
+    records = decode.RecordColumns(partition, strict_single=kind == "lines")
     records.first_row = first
     records.bodies = group.get_column("_body").to_list()
     records.sequence_numbers = group.get_column("_sequence_number").to_list()
     records.offsets = group.get_column("_offset").to_list()
     records.enqueued = [
-        exact if exact is not None else decode._enqueued_at(None, text)
+        exact if exact is not None else decode.enqueued_at(None, text)
         for exact, text in zip(
             group.get_column("_enqueued_exact").to_list(),
             group.get_column("_enqueued_text").to_list(),

@@ -1,21 +1,20 @@
 """Vectorised body parsing: a chunk of bodies -> the same parsed frame, without a row loop.
 
-``decode``'s straightforward builder parses each body with orjson and builds each row in
-Python. Here a compiled scan (``kernels.scan_objects``) reads a whole chunk and finds each
-field's value in the bodies whose form makes the result certain; Arrow columns are cut
-from those positions, and the builder handles every other body:
+``decode``'s straightforward builder parses each body and builds each row in Python.
+Here a compiled scan (``kernels.scan_objects``) reads a whole chunk and finds each field's
+value in the bodies whose form makes the result certain; Arrow columns are cut from those
+positions, and the builder handles every other body:
 
 * A body qualifies when it is valid UTF-8 and exactly one JSON object whose keys are
   distinct contract fields (any order, at least one), each value a string without
   escapes or control characters, a number, ``true``, ``false`` or ``null``, with any JSON
   whitespace between tokens (pretty-printed objects qualify).
 * For such a body the straightforward path keeps strings as they are, ``null`` (or a
-  missing key) as null, ``true``/``false`` as that text, numbers as
-  ``orjson.dumps(orjson.loads(token))``, ``_rescued_data`` null and ``_raw`` as the body
-  text. That is computed here, numbers once per distinct non-canonical token.
+  missing key) as null, ``true``/``false`` and numbers as their text, ``_rescued_data``
+  null and ``_raw`` as the body text. That is what is cut here.
 * Every other body - arrays, NDJSON, escapes, nested values, unknown or repeated keys,
-  ``{}``, invalid UTF-8, malformed JSON, a number orjson rejects - goes through the
-  builder, so its rows are the straightforward path's rows by construction.
+  ``{}``, invalid UTF-8, malformed JSON - goes through the builder, so its rows are the
+  straightforward path's rows by construction.
 
 Rows keep file order: both parts carry ``_row`` (the source record number), and a
 stable sort on it interleaves them.
@@ -27,34 +26,13 @@ from collections.abc import Callable, Sequence
 from functools import cache
 
 import numpy as np
-import orjson
 import polars as pl
 import pyarrow as pa
 
 from shared.contracts import Contract
 from shared.pipeline import kernels
 
-#: Number tokens that orjson writes back unchanged, so no Python call is needed for them:
-#: integers of at most 15 digits (not ``-0``), and decimals of at most 14 significant
-#: digits with no trailing zero (or exactly ``.0``) between 1e-4 and 1e6. At most 15
-#: significant digits means the token is the shortest text that reads back as its double,
-#: which is what orjson writes, and in that range orjson writes plain notation.
-CANONICAL_NUMBER = (
-    r"^(?:0|-?[1-9][0-9]{0,14}"
-    r"|-?(?:0|[1-9][0-9]{0,5})\.0"
-    r"|-?[1-9][0-9]{0,5}\.[0-9]{0,7}[1-9]"
-    r"|-?0\.0{0,3}[1-9](?:[0-9]{0,3}[1-9])?)$"
-)
 LINEAGE_COLUMNS = ("_sequence_number", "_offset", "_enqueued_time", "_partition", "_row")
-
-
-def number_text(token: str) -> str:
-    """What the straightforward path keeps for a JSON number token (``field_text``).
-
-    Raises:
-        orjson.JSONDecodeError: orjson does not read the token (e.g. beyond 64 bits).
-    """
-    return orjson.dumps(orjson.loads(token)).decode()
 
 
 def parse_chunk(
@@ -122,16 +100,7 @@ def _scan(arrow: pa.Array, fields: tuple[str, ...]) -> tuple[list[pl.Series], np
         )
         for f, name in enumerate(fields)
     ]
-    number = kinds == kernels.NUMBER
-    lookup = _number_lookup([c.filter(pl.Series(number[f])) for f, c in enumerate(columns)])
-    if lookup:
-        for f, column in enumerate(columns):
-            if not number[f].any():
-                continue
-            mapped = column.replace(lookup)
-            columns[f] = pl.select(pl.when(pl.Series(number[f])).then(mapped).otherwise(column)).to_series()
-            fast &= ~(number[f] & mapped.is_null().to_numpy())  # orjson refuses the token
-    return [c.alias(name).cast(pl.String) for c, name in zip(columns, fields, strict=True)], fast
+    return columns, fast
 
 
 @cache
@@ -140,24 +109,6 @@ def _names(fields: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     encoded = [name.encode() for name in fields]
     offsets = np.cumsum([0, *map(len, encoded)]).astype(np.int64)
     return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
-
-
-def _number_lookup(tokens: list[pl.Series]) -> dict[str, str | None]:
-    """Distinct number tokens that orjson writes differently, e.g. ``1E3`` -> ``1000.0``.
-
-    A token orjson refuses maps to None.
-    """
-    every = pl.concat(tokens) if tokens else pl.Series([], dtype=pl.String)
-    distinct = every.filter(~every.str.contains(CANONICAL_NUMBER)).unique()
-    lookup: dict[str, str | None] = {}
-    for token in distinct.to_list():
-        try:
-            text: str | None = number_text(token)
-        except orjson.JSONDecodeError:
-            text = None
-        if text != token:
-            lookup[token] = text
-    return lookup
 
 
 def _as_text(binary: pa.Array) -> pa.Array:

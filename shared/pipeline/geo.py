@@ -61,9 +61,12 @@ def country_of(ip: str | None) -> str:
     if not ip:
         return UNKNOWN
     try:  # an address as Python reads one: geoip2fast alone would take "1.2.3" or octal "010.1.1.1"
-        ipaddress.ip_address(ip)
+        address = ipaddress.ip_address(ip)
     except ValueError:
         return UNKNOWN
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:  # ::ffff:8.8.8.8 is 8.8.8.8, which geoip2fast knows only in that spelling
+        return country_of(str(mapped))
     result = _geoip().lookup(ip)
     code = result.country_code
     if result.is_private or not code or len(code) != 2 or not code.isalpha():

@@ -33,6 +33,20 @@ ABSENT, STRING, NUMBER, LITERAL, NULL = 0, 1, 2, 3, 4
 # unsigned: numba turns mixed uint64/int64 arithmetic into floats.
 SIGN = np.int64(-(2**63))
 ASK = -1  # an address slot the caller looks up itself
+# Why ``scan_capture`` stopped: a problem with one of ``SCAN_FIELDS`` of a record, packed
+# into its negative answer as -(1 + place * SCAN_PLACE + problem * SCAN_PROBLEM + field).
+SCAN_FIELDS = ("SequenceNumber", "Offset", "EnqueuedTimeUtc", "SystemProperties", "Properties", "Body")
+# The loops' varint reader answers TRUNCATED or OVERLONG as 0 or 1: keep them first.
+TRUNCATED, OVERLONG, NEGATIVE, PAST_END, BRANCH, LEFTOVER = range(6)
+SCAN_PROBLEMS = {
+    TRUNCATED: "{field} is cut off by the end of the block",
+    OVERLONG: "{field} holds a varint longer than the 10 bytes of a long",
+    NEGATIVE: "{field} has a negative length or count",
+    PAST_END: "{field} claims more bytes than the block has left",
+    BRANCH: "{field} names a union branch the schema does not have",
+    LEFTOVER: "bytes left over after the block's records",
+}
+SCAN_PROBLEM, SCAN_PLACE = 8, 64
 
 # Each loop's result and arguments: (dtype, dimensions) for an array, "out" where the loop
 # writes it, or a dtype for a scalar. The ahead-of-time build exports exactly these, and
@@ -56,7 +70,7 @@ SIGNATURES: dict[str, tuple[str, tuple[Any, ...]]] = {
     ),
 }  # fmt: skip
 # The loops' source and the build that compiles it: a change to either names a new module.
-SOURCES = (Path(__file__).with_name("loops.py"), Path(__file__).with_name("aot.py"))
+SOURCES = (*sorted(Path(__file__).with_name("loops").glob("*.py")), Path(__file__).with_name("aot.py"))
 
 
 def module_name() -> str:
@@ -147,6 +161,13 @@ def warm() -> None:
 def scan_capture(*args: Any) -> int:
     """Every Capture record of the blocks; see ``loops.scan_capture``."""
     return int(_loops()["scan_capture"](*args))
+
+
+def scan_failure(answer: int) -> tuple[int, str]:
+    """A negative ``scan_capture`` answer as (record, or block for leftover bytes; what is wrong)."""
+    place, code = divmod(-answer - 1, SCAN_PLACE)
+    problem, field = divmod(code, SCAN_PROBLEM)
+    return place, SCAN_PROBLEMS[problem].format(field=SCAN_FIELDS[field])
 
 
 def scan_objects(*args: Any) -> None:

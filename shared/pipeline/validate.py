@@ -2,7 +2,9 @@
 
 The contract's expectations are SQL text; ``pl.sql_expr`` compiles each once. A row is
 valid when every expectation is true (NULL counts as false). A quarantined row carries
-the names of every expectation it failed, or ``malformed_body``.
+the names of every expectation it failed, or ``malformed_body`` (a body that is not a
+JSON object), or ``malformed_row`` (a record the decoder could not read, such as a CSV
+row of the wrong width; its reason says why).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import polars as pl
 from shared.contracts import Contract
 
 MALFORMED_BODY = "malformed_body"
+MALFORMED_ROW = "malformed_row"
 _EPOCH_MS = r"^-?\d{1,15}$"
 # %#z takes Z as well as +hh:mm and +hhmm, so no string rewrite (and copy) is needed.
 _ISO_8601 = "%Y-%m-%dT%H:%M:%S%.f%#z"
@@ -80,10 +83,19 @@ def validate(parsed: pl.DataFrame, contract: Contract) -> Validated:
     valid = checked.filter("_valid").select(as_received)
     # Naming every failed expectation builds a list per row: only rejected rows pay for it.
     failed = pl.concat_list([pl.when(~check).then(pl.lit(name)) for name, check in checks]).list.drop_nulls()
+    # A malformed row's _rescued_data says why, when the decoder knows more than "not JSON".
+    why = pl.col("_rescued_data")
     failed = (
-        pl.when(pl.col("_malformed"))
+        pl.when(pl.col("_malformed") & why.is_null())
         .then(pl.lit([MALFORMED_BODY], dtype=pl.List(pl.String)))
+        .when(pl.col("_malformed"))
+        .then(pl.lit([MALFORMED_ROW], dtype=pl.List(pl.String)))
         .otherwise(failed)
+    )
+    reason = (
+        pl.when(pl.col("_malformed") & why.is_not_null())
+        .then(pl.concat_str(pl.lit(f"{MALFORMED_ROW}: "), why))
+        .otherwise(pl.col("failed_expectations").list.join(","))
     )
     quarantined = (
         checked.filter(~pl.col("_valid"))
@@ -91,7 +103,7 @@ def validate(parsed: pl.DataFrame, contract: Contract) -> Validated:
         .select(
             pl.col("_raw").alias("raw_payload"),
             "failed_expectations",
-            pl.col("failed_expectations").list.join(",").alias("reason"),
+            reason.alias("reason"),
             *[c for c in lineage if c != "_rescued_data"],
         )
     )

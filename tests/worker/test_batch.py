@@ -125,9 +125,7 @@ class Extension:
 
 
 @pytest.fixture(scope="module")
-def finished(
-    app_worker: Worker, ops: App, worker_settings: Settings, durable: FakeDurable
-) -> Extension:
+def finished(app_worker: Worker, ops: App, worker_settings: Settings, durable: FakeDurable) -> Extension:
     """One batch played from start to GOLD_DONE through the worker."""
     ref = register(ops, worker_settings, "capture", "happy")
     extension = Extension(app_worker, ref)

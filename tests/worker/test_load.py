@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from bench.coldstart import app_settings
-from shared.batches import FAIL_ACTIVITY as ACTIVITY_FAIL
 from shared.batches import CANCEL_ACTIVITY, LAYERS, ORCHESTRATOR, POLL_ACTIVITY, SUBMIT_ACTIVITY
+from shared.batches import FAIL_ACTIVITY as ACTIVITY_FAIL
 from shared.events import EVENT_FUNCTION
 from tests.worker.harness import ROOT, Worker, pb
 
