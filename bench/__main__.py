@@ -169,6 +169,8 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "peak_anon_mb": _median([r.get("peak_anon_mb", 0.0) for r in runs]),
         "seconds_all": [r["seconds"] for r in runs],
     }
+    if "instance_memory_mb" in runs[0]:
+        out["instance_memory_mb"] = runs[0]["instance_memory_mb"]
     steps = runs[0].get("steps")
     if steps:
         out["steps"] = {
@@ -359,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     results["elapsed_seconds"] = round(time.perf_counter() - started, 1)
     results["targets"] = report.targets(results)
     results["large_file_bytes"] = {v: report.large_file_bytes(results, v) for v in SIZE_VARIANTS}
+    results["cost"] = report.cost(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     chart = report.chart(results, args.out.with_suffix(".png"))

@@ -165,6 +165,8 @@ def route(args: dict[str, Any]) -> dict[str, Any]:
     out = _run_steps(pipeline, source)
     out["seconds"] = round(time.perf_counter() - started, 3)
     out["rows_in"] = out["counts"].get("rows_in", 0)
+    # What the batch's GB-seconds are counted with (bench.report.cost).
+    out["instance_memory_mb"] = pipeline.settings.instance_memory_mb
     from shared.pipeline import kernels
 
     out["kernels"] = "ahead-of-time" if kernels.ahead_of_time() else "numba"

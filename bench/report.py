@@ -60,6 +60,52 @@ def large_file_bytes(results: dict[str, Any], variant: str = "route") -> dict[st
     return out
 
 
+def cost(results: dict[str, Any]) -> dict[str, Any]:
+    """Cost per million events on both routes, from the headline file's measured seconds.
+
+    In-function: each layer step's median seconds on the headline case x the
+    ``INSTANCE_MEMORY_MB`` the route ran with, plus one execution per step, at Flex
+    Consumption's on-demand rates. Databricks: the ``spark`` case's seconds on the smallest
+    job cluster (one driver and one worker, Standard_DS3_v2, Jobs Compute Premium). That case
+    is the job on this machine's local PySpark, a stand-in for a cluster's run: a real run also
+    pays the cluster's start (minutes, billed) and runs on other CPUs. Rates are list prices
+    as of ``shared.costs.RATES_AS_LISTED``, East US for the VM.
+    """
+    from shared import costs
+
+    cases = results["cases"]
+    headline = cases.get("speedup", {}).get("input")
+    out: dict[str, Any] = {"rates_as_listed": costs.RATES_AS_LISTED}
+    route = cases.get("route", {}).get(headline) if headline else None
+    if route and route.get("steps") and route.get("instance_memory_mb"):
+        memory = int(route["instance_memory_mb"])
+        layers = {k: v["seconds"] for k, v in route["steps"].items() if k != "register"}
+        gb = sum(costs.gb_seconds(s, memory) for s in layers.values())
+        usd = costs.functions_usd(gb, executions=len(layers))
+        out["in_function"] = {
+            "input": headline,
+            "events": route["rows_in"],
+            "instance_memory_mb": memory,
+            "step_seconds": layers,
+            "gb_seconds": round(gb, 3),
+            "usd": round(usd, 9),
+            "usd_per_million_events": round(costs.per_million_events(usd, route["rows_in"]) or 0, 9),
+        }
+    spark = cases.get("spark", {}).get(headline) if headline else None
+    if spark:
+        usd = costs.smallest_cluster_usd(spark["seconds"])
+        out["databricks"] = {
+            "input": headline,
+            "events": spark["rows_in"],
+            "seconds": spark["seconds"],
+            "seconds_from": "local PySpark on this machine, a stand-in for a cluster's run",
+            "cluster": f"{costs.SMALLEST_CLUSTER_NODES} x Standard_DS3_v2, Jobs Compute Premium",
+            "usd": round(usd, 9),
+            "usd_per_million_events": round(costs.per_million_events(usd, spark["rows_in"]) or 0, 9),
+        }
+    return out
+
+
 def targets(results: dict[str, Any]) -> dict[str, Any]:
     """Each issue-4 target with its measured figure and whether it is met, per route variant."""
     cases = results["cases"]
@@ -151,7 +197,28 @@ def table(results: dict[str, Any]) -> str:
     lines.append("|---|---|---|")
     for name, t in results.get("targets", {}).items():
         lines.append(f"| {name} ({t['target']}) | {t['measured']} | {'yes' if t['met'] else 'NO'} |")
+    lines += cost_table(results.get("cost", {}))
     return "\n".join(lines)
+
+
+def cost_table(spent: dict[str, Any]) -> list[str]:
+    """The cost lines of the README table: one row per route priced (``cost``)."""
+    routes = [(k, spent[k]) for k in ("in_function", "databricks") if k in spent]
+    if not routes:
+        return []
+    rates = f"list prices, {spent['rates_as_listed']}"
+    lines = [
+        "",
+        f"| route | input | seconds | USD | USD per million events ({rates}) |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for route, c in routes:
+        seconds = c.get("seconds", sum(c.get("step_seconds", {}).values()))
+        lines.append(
+            f"| {route.replace('_', '-')} | {c['input']} | {round(seconds, 3)} | {c['usd']} "
+            f"| {c['usd_per_million_events']} |"
+        )
+    return lines
 
 
 def _row(label: str, name: str, c: dict[str, Any]) -> str:

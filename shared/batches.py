@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from enum import Enum, StrEnum
 from typing import Any
 
+from shared.costs import SparkUsage
+
 
 class State(StrEnum):
     """Where a batch is. The happy path is ``PROGRESS``; EMPTY and QUARANTINED end early."""
@@ -147,6 +149,9 @@ class RunStatus:
     result: Result | None = None
     message: str = ""
     url: str = ""
+    seconds: float | None = None
+    """How long the run took, once it ended (the Jobs API's ``run_duration``, else its
+    start to end); None while it runs."""
 
     @property
     def ended(self) -> bool:
@@ -168,17 +173,19 @@ class RunStatus:
             "result": self.result.value if self.result else None,
             "message": self.message,
             "url": self.url,
+            "seconds": self.seconds,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunStatus:
-        result = data.get("result")
+        result, seconds = data.get("result"), data.get("seconds")
         return cls(
             int(data["run_id"]),
             LifeCycle(data["life_cycle"]),
             Result(result) if result else None,
             str(data.get("message") or ""),
             str(data.get("url") or ""),
+            None if seconds is None else float(seconds),
         )
 
 
@@ -341,12 +348,16 @@ class BatchState:
     versions: Mapping[str, int | None] = field(default_factory=dict)
     """The Delta version each table's commit for this batch landed at."""
     durations: Mapping[str, float] = field(default_factory=dict)
+    gb_seconds: Mapping[str, float] = field(default_factory=dict)
+    """Each in-function step's duration x the instance memory it ran with (``shared.costs``)."""
     error: str | None = None
     quarantined_to: str | None = None
     runs: Mapping[str, int] = field(default_factory=dict)
     """The Databricks run of each layer on the Databricks route."""
     run_pages: Mapping[str, str] = field(default_factory=dict)
     """Each of those runs' page in the workspace."""
+    spark_usage: Mapping[str, SparkUsage] = field(default_factory=dict)
+    """What each Databricks run of the batch used, by run id, recorded when it ended."""
     revision: str | None = None
     """The store's version of the record (the Table entity's ETag); not part of the record."""
 
@@ -360,10 +371,10 @@ class BatchState:
 
     def moved(self, state: State, at: str, **changes: Any) -> BatchState:
         """This batch moved to ``state`` at ``at``, with ``changes`` merged into its record:
-        ``counts`` merge value by value, ``versions`` and ``durations`` key by key."""
+        ``counts`` merge value by value, ``versions``, ``durations`` and ``gb_seconds`` key by key."""
         if "counts" in changes:
             changes["counts"] = self.counts.merged(changes["counts"])
-        for key in ("versions", "durations"):
+        for key in ("versions", "durations", "gb_seconds"):
             if key in changes:
                 changes[key] = {**getattr(self, key), **changes[key]}
         return replace(self, state=state, transitions=(*self.transitions, Transition(state, at)), **changes)
@@ -390,10 +401,12 @@ class BatchState:
             "counts": self.counts.to_dict(),
             "versions": dict(self.versions),
             "durations": dict(self.durations),
+            "gb_seconds": dict(self.gb_seconds),
             "error": self.error,
             "quarantined_to": self.quarantined_to,
             "runs": dict(self.runs),
             "run_pages": dict(self.run_pages),
+            "spark_usage": {run: usage.to_dict() for run, usage in self.spark_usage.items()},
         }
 
 

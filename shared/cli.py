@@ -225,16 +225,19 @@ def ingest_files(app: App, files: list[ObjectInfo], *, as_json: bool = False) ->
 
 
 def _batches(args: argparse.Namespace) -> int:
-    from shared import report
+    from shared import costs, report
     from shared.batches import State
 
     app = _app()
     state = State(args.state) if args.state else None
     batches = sorted(app.states.list(lake=app.settings.lake_uri, state=state), key=lambda b: b.received_at)
     if args.json:
-        print(json.dumps([b.to_dict() for b in batches], indent=2))
+        records = [b.to_dict() | {"cost_usd": costs.batch_cost(b).total_usd} for b in batches]
+        print(json.dumps(records, indent=2))
     else:
         print(report.batch_table(batches))
+        if batches:
+            print(report.cost_line(batches))
     return 0
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from shared import costs
 from shared.batches import HEADLINE_COUNTS, BatchState
 from shared.contracts import CONTRACTS
 
@@ -33,7 +34,7 @@ def frame_text(frame: pl.DataFrame, *, rows: int) -> str:
 
 
 def batch_table(batches: list[BatchState]) -> str:
-    """Batches as a printable table: state, counts and where the file came from."""
+    """Batches as a printable table: state, counts, time, GB-seconds, cost and where the file came from."""
     if not batches:
         return "no batches"
     rows = [
@@ -48,13 +49,16 @@ def batch_table(batches: list[BatchState]) -> str:
             "inserted": b.counts.silver_inserted or 0,
             "dups": b.counts.duplicates_dropped or 0,
             "seconds": round(sum(b.durations.values()), 2),
+            "gb_s": round(sum(b.gb_seconds.values()), 2),
+            "spark_s": round(sum(u.seconds for u in b.spark_usage.values()), 1),
+            "usd": f"{costs.batch_cost(b).total_usd:.6f}",
             "error": (b.error or "")[:60],
         }
         for b in batches
     ]
     with pl.Config(
         tbl_rows=len(rows),
-        tbl_cols=12,
+        tbl_cols=15,
         fmt_str_lengths=60,
         tbl_width_chars=220,
         tbl_hide_dataframe_shape=True,
@@ -73,6 +77,7 @@ def summary(app: App) -> str:
     lines.append("batches by state: " + ", ".join(f"{k}={v}" for k, v in sorted(by_state.items())))
     lines.append("rows: " + ", ".join(f"{k}={v}" for k, v in totals.items()))
     lines.append("accounting: " + ("every batch balances" if not unbalanced else f"UNBALANCED {unbalanced}"))
+    lines.append(cost_line(batches))
     lines.append("")
     sizes = []
     for dataset in CONTRACTS:
@@ -109,6 +114,21 @@ def summary(app: App) -> str:
             )
             lines += ["", "top users by watch time", str(top)]
     return "\n".join(lines)
+
+
+def cost_line(batches: list[BatchState]) -> str:
+    """What the batches cost in all and per million events read, at the rates of ``shared.costs``."""
+    spent = [costs.batch_cost(b) for b in batches]
+    total = sum(c.total_usd for c in spent)
+    events = sum(b.counts.rows_in or 0 for b in batches)
+    per_million = costs.per_million_events(total, events)
+    return (
+        f"cost: ${total:.6f} (Functions ${sum(c.functions_usd for c in spent):.6f}, "
+        f"Databricks ${sum(c.databricks_usd for c in spent):.6f}; "
+        f"{sum(sum(b.gb_seconds.values()) for b in batches):.2f} GB-s)"
+        + (f", ${per_million:.4f} per million events" if per_million is not None else "")
+        + f" at list prices as of {costs.RATES_AS_LISTED} (shared/costs.py)"
+    )
 
 
 def _short(uri: str, width: int) -> str:

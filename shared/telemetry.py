@@ -36,6 +36,7 @@ from typing import Protocol
 from opentelemetry import context as otel_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from shared import costs
 from shared.batches import BatchRef, BatchState, Layer, State
 from shared.telemetry_names import BATCH_EVENT, DIMENSIONS, LAYER_EVENT
 
@@ -47,8 +48,7 @@ Dimensions = dict[str, Value]
 #: The log attribute that makes the Azure Monitor log exporter send a record as a custom
 #: event named by its value (azure-monitor-opentelemetry-exporter, ``export/logs/_exporter.py``).
 EVENT_NAME_ATTRIBUTE = "microsoft.custom_event.name"
-#: What every log record about a batch carries. The events carry every name in DIMENSIONS
-#: but ``gb_seconds``, which nothing measures yet.
+#: What every log record about a batch carries. The events carry every name in DIMENSIONS.
 BATCH_DIMENSIONS: tuple[str, ...] = (
     "batch_id",
     "dataset",
@@ -62,7 +62,7 @@ BATCH_DIMENSIONS: tuple[str, ...] = (
     "silver_inserted",
     "duration_ms",
 )
-EVENT_DIMENSIONS: tuple[str, ...] = tuple(name for name in DIMENSIONS if name != "gb_seconds")
+EVENT_DIMENSIONS: tuple[str, ...] = DIMENSIONS
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _SECRET = re.compile(
@@ -106,7 +106,12 @@ def layer_completed(batch: BatchState, layer: Layer) -> None:
         batch: The batch as recorded after the step.
         layer: The layer whose step ran.
     """
-    _event(LAYER_EVENT, batch, layer, _milliseconds(batch.durations.get(layer.label)))
+    used = batch.gb_seconds.get(layer.label)
+    step_cost = {
+        "gb_seconds": _text(used),
+        "cost_usd": "" if used is None else _usd(costs.functions_usd(used, executions=1)),
+    }
+    _event(LAYER_EVENT, batch, layer, _milliseconds(batch.durations.get(layer.label)), step_cost)
     if batch.state.stops:
         batch_finished(batch, layer)
 
@@ -120,7 +125,11 @@ def batch_finished(batch: BatchState, layer: Layer | None) -> None:
             ended it (an empty Capture window).
     """
     spent = _milliseconds(sum(batch.durations.values())) if batch.durations else ""
-    _event(BATCH_EVENT, batch, layer, spent)
+    cost = {
+        "gb_seconds": round(sum(batch.gb_seconds.values()), 6) if batch.gb_seconds else "",
+        "cost_usd": _usd(costs.batch_cost(batch).total_usd),
+    }
+    _event(BATCH_EVENT, batch, layer, spent, cost)
 
 
 class TraceContext(Protocol):
@@ -152,10 +161,11 @@ def redact(text: str) -> str:
     return _SECRET.sub(lambda match: f"{match.group(1)}=***", text)
 
 
-def _event(name: str, batch: BatchState, layer: Layer | None, duration_ms: Value) -> None:
+def _event(name: str, batch: BatchState, layer: Layer | None, duration_ms: Value, cost: Dimensions) -> None:
     by_expectation = batch.counts.quarantined_by_expectation
     dimensions: Dimensions = {
         **about(batch, layer),
+        **cost,
         "duration_ms": duration_ms,
         "quarantined_by_expectation": "" if by_expectation is None else _json(by_expectation),
         "landed_at": batch.landed_at,
@@ -178,7 +188,11 @@ def _json(counts: Mapping[str, int]) -> str:
     return json.dumps(dict(sorted(counts.items())))
 
 
-def _text(count: int | None) -> Value:
+def _usd(amount: float) -> Value:
+    return round(amount, 9)
+
+
+def _text(count: float | None) -> Value:
     return "" if count is None else count
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from databricks.sdk.credentials_provider import CredentialsStrategy
@@ -155,13 +155,14 @@ class DatabricksJobs:
         state = run.state
         life = state.life_cycle_state.value if state and state.life_cycle_state else "PENDING"
         result = state.result_state.value if state and state.result_state else None
-        return RunStatus(
+        status = RunStatus(
             run_id=run_id,
             life_cycle=LifeCycle(life),
             result=Result(result) if result else None,
             message=(state.state_message if state else "") or "",
             url=run.run_page_url or "",
         )
+        return replace(status, seconds=run_seconds(run)) if status.ended else status
 
     def cancel(self, run_id: int) -> None:
         """Ask Databricks to stop the run (it stops asynchronously)."""
@@ -238,6 +239,25 @@ class DatabricksJobs:
         return WorkspaceClient(
             config=Config(credentials_strategy=strategy, auth_type=strategy.auth_type(), **common)
         )
+
+
+def run_seconds(run: Any) -> float | None:
+    """How long an ended run took, from the Jobs API's ``Run``.
+
+    A one-time run with tasks is a multitask run: the API sets its ``setup_duration``,
+    ``execution_duration`` and ``cleanup_duration`` to 0 and reports the whole run as
+    ``run_duration``. Without that, the run's start (when the cluster was asked for) to
+    its end; else the sum of the three durations; None when the API gives none.
+
+    Args:
+        run: A ``databricks.sdk.service.jobs.Run``.
+    """
+    if run.run_duration:
+        return run.run_duration / 1000
+    if run.start_time and run.end_time and run.end_time >= run.start_time:
+        return (run.end_time - run.start_time) / 1000
+    parts = (run.setup_duration or 0) + (run.execution_duration or 0) + (run.cleanup_duration or 0)
+    return parts / 1000 if parts else None
 
 
 def _managed_identity(client_id: str | None) -> TokenCredential:

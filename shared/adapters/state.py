@@ -1,7 +1,7 @@
 """Batch state in Azure Table Storage: one entity per batch, every update ETag-conditional.
 
-PartitionKey is the dataset, RowKey the batch id. Counts, versions, durations and the
-transition log are JSON strings (Table properties are flat); the headline counts, the
+PartitionKey is the dataset, RowKey the batch id. Counts, versions, durations, GB-seconds,
+Spark usage and the transition log are JSON strings (Table properties are flat); the headline counts, the
 state and the lake are also top-level properties, so queries can filter on them. Every
 query is parameterised.
 """
@@ -22,6 +22,7 @@ from azure.data.tables import UpdateMode
 from shared.adapters.blobs import outlast
 from shared.adapters.clients import Identity, managed_identity, table_client
 from shared.batches import HEADLINE_COUNTS, BatchState, Counts, Route, State, Transition
+from shared.costs import SparkUsage
 from shared.errors import StateConflict
 from shared.settings import StorageAccount
 
@@ -155,10 +156,12 @@ def _entity(batch: BatchState) -> dict[str, Any]:
         "counts": json.dumps(counts, sort_keys=True),
         "versions": json.dumps(dict(batch.versions), sort_keys=True),
         "durations": json.dumps(dict(batch.durations), sort_keys=True),
+        "gb_seconds": json.dumps(dict(batch.gb_seconds), sort_keys=True),
         "error": batch.error or "",
         "quarantined_to": batch.quarantined_to or "",
         "runs": json.dumps(dict(batch.runs), sort_keys=True),
         "run_pages": json.dumps(dict(batch.run_pages), sort_keys=True),
+        "spark_usage": json.dumps({k: v.to_dict() for k, v in batch.spark_usage.items()}, sort_keys=True),
         "received_at": batch.received_at,
     }
     for key in HEADLINE_COUNTS:
@@ -183,9 +186,15 @@ def _from_entity(entity: Mapping[str, Any]) -> BatchState:
         counts=Counts.from_dict(json.loads(entity.get("counts") or "{}")),
         versions=json.loads(entity.get("versions") or "{}"),
         durations=json.loads(entity.get("durations") or "{}"),
+        # Records written before GB-seconds and Spark usage were recorded have neither.
+        gb_seconds=json.loads(entity.get("gb_seconds") or "{}"),
         error=entity.get("error") or None,
         quarantined_to=entity.get("quarantined_to") or None,
         runs=json.loads(entity.get("runs") or "{}"),
         run_pages=json.loads(entity.get("run_pages") or "{}"),
+        spark_usage={
+            run: SparkUsage.from_dict(usage)
+            for run, usage in json.loads(entity.get("spark_usage") or "{}").items()
+        },
         revision=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
     )

@@ -71,11 +71,12 @@ def submit_run(request: dict, context: func.Context) -> dict:
 
 @bp.activity_trigger(input_name="request", activity=POLL_ACTIVITY)
 def poll_run(request: dict, context: func.Context) -> dict:
-    """The state of a batch's Spark run now."""
+    """The state of a batch's Spark run now; once it ended, what it used, in batch state."""
     from shared.blueprints import app
 
+    ref = BatchRef.from_dict(request["batch"])
     with telemetry.traced(context.trace_context):
-        return app().databricks.status(int(request["run_id"])).to_dict()
+        return app().databricks.status(ref, int(request["run_id"])).to_dict()
 
 
 @bp.activity_trigger(input_name="request", activity=CANCEL_ACTIVITY)

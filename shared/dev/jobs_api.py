@@ -296,6 +296,8 @@ class JobsApi:
             "start_time": ms(run.submitted),
             "end_time": ms(run.ended),
             "setup_duration": ms((run.started or time.time()) - run.submitted),
+            # A multitask run's whole duration: set once it ended, as the Jobs API does.
+            "run_duration": ms(run.ended - run.submitted) if run.ended else 0,
             "tasks": [task],
             "attempt_number": 0,
         }

@@ -7,7 +7,7 @@ A layer's own module only does its work and returns an ``Outcome``; around it, `
    final one, provided the lake still holds every commit the record names (a lake
    deleted or swapped under the record sends the batch back to the first missing layer);
 3. resumes a FAILED batch from the last state it reached (an explicit re-run);
-4. runs the layer and times it;
+4. runs the layer and times it (its GB-seconds: the time x ``INSTANCE_MEMORY_MB``);
 5. records the outcome, or FAILED with the message of a ``PermanentError``, and reports
    what it recorded to telemetry (``shared.telemetry``).
 
@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from shared import telemetry
+from shared import costs, telemetry
 from shared.adapters.state import now_iso
 from shared.batches import LAYERS, PROGRESS, BatchRef, BatchState, Layer, State, StepResult
 from shared.errors import BatchNotRegistered, PermanentError, StateConflict
@@ -87,6 +87,7 @@ def run(ctx: Context, layer: Layer, ref: BatchRef, work: Work) -> StepResult:
             counts=outcome.counts,
             versions=outcome.versions,
             durations={layer.label: seconds},
+            gb_seconds={layer.label: costs.gb_seconds(seconds, ctx.settings.instance_memory_mb)},
             route=outcome.route or current.route,
             error=outcome.error,
             quarantined_to=outcome.quarantined_to or current.quarantined_to,

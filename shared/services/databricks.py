@@ -6,7 +6,8 @@ then record the run's work from its commits. What this module does:
 
 - ``submit``: start the run (idempotent: a retried submit returns the run the first one
   started) and record its id and page in batch state;
-- ``status``: the run's state now;
+- ``status``: the run's state now, and once it ended (whatever its result) what it used
+  (seconds, DBU-hours, VM-hours) in batch state: idempotent, as the run's times are fixed;
 - ``cancel``: ask the run to stop (the orchestrator's deadline passed).
 
 A batch routed here when no workspace is configured ends FAILED, saying which settings
@@ -22,6 +23,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from shared.batches import BatchRef, BatchState, Layer, RunStatus, State
+from shared.costs import SparkUsage
 from shared.errors import PermanentError
 from shared.layers import step
 from shared.layers.context import Context
@@ -71,6 +73,8 @@ class DatabricksRoute:
             log.error("batch %s: Databricks run not submitted: %s", ref.batch_id, exc)
             return step.fail(self.ctx, ref, f"{todo[0]} on Databricks: {type(exc).__name__}: {exc}").to_dict()
         self._record(batch, todo, status)
+        if status.ended:  # a retried submit found its run already over
+            self._record_usage(ref, status)
         settings = self.ctx.settings.databricks
         return {
             "run": status.to_dict(),
@@ -78,8 +82,12 @@ class DatabricksRoute:
             "timeout_seconds": settings.timeout_minutes * 60,
         }
 
-    def status(self, run_id: int) -> RunStatus:
-        return self._jobs().status(run_id)
+    def status(self, ref: BatchRef, run_id: int) -> RunStatus:
+        """The batch's run's state now; once it ended, its usage is recorded for the batch."""
+        status = self._jobs().status(run_id)
+        if status.ended:
+            self._record_usage(ref, status)
+        return status
 
     def cancel(self, run_id: int) -> None:
         self._jobs().cancel(run_id)
@@ -115,6 +123,22 @@ class DatabricksRoute:
         if runs == dict(batch.runs) and pages == dict(batch.run_pages):
             return
         step.update(self.ctx, batch, lambda b: replace(b, runs=runs, run_pages=pages))
+
+    def _record_usage(self, ref: BatchRef, status: RunStatus) -> None:
+        """What an ended run used, under its run id; a record that already holds it is left alone."""
+        if status.seconds is None:
+            log.warning("batch %s: run %s ended without a duration; its cost is unknown", ref.batch_id,
+                        status.run_id)  # fmt: skip
+            return
+        settings = self.ctx.settings.databricks
+        # A job cluster is a driver and its workers; serverless DBUs include the machines.
+        nodes = 0 if settings.serverless else settings.workers + 1
+        usage = SparkUsage.of(status.seconds, dbu_per_hour=settings.dbu_per_hour, nodes=nodes)
+        key = str(status.run_id)
+        batch = step.load(self.ctx, ref)
+        if batch.spark_usage.get(key) == usage:
+            return
+        step.update(self.ctx, batch, lambda b: replace(b, spark_usage={**b.spark_usage, key: usage}))
 
 
 def _attempt(batch: BatchState) -> int:

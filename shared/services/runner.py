@@ -112,7 +112,7 @@ class Runner:
                 )
             self.sleep(wait)
             wait = min(wait * 2, MAX_POLL_SECONDS)
-            run = self.databricks.status(run.run_id)
+            run = self.databricks.status(ref, run.run_id)
         if not run.succeeded:
             return step.fail(ctx, ref, f"{layer} on Databricks: {run.describe()}")
         return StepResult.of(step.load(ctx, ref))  # the layers' steps record what the run committed

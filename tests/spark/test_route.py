@@ -15,6 +15,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from shared import costs
+from shared.adapters.databricks import DatabricksJobs
 from shared.app import App, build
 from shared.batches import Route, State
 from shared.contracts import USER_ACTIVITY
@@ -110,3 +112,32 @@ def test_without_a_workspace_the_batch_fails_saying_what_to_set_and_replays_once
         configured.storage.info(source)
     )
     assert again.batch is not None and again.batch.state is State.GOLD_DONE, again.error
+
+
+def test_a_spark_run_records_what_it_used_when_it_ends_and_a_rerun_changes_nothing(
+    jobs_api: JobsApi, local_settings: Settings
+) -> None:
+    source = land(local_settings, events=300, seed=23)
+    app = routed(local_settings, jobs_api)
+    ran = Runner(app.context, retry=FAST_RETRY, databricks=app.databricks).run(app.storage.info(source))
+    batch = ran.batch
+    assert batch is not None and batch.state is State.GOLD_DONE, ran.error
+
+    run_id = batch.runs["bronze"]
+    run = DatabricksJobs(app.settings.databricks).client.jobs.get_run(run_id)
+    assert run.run_duration
+    settings = app.settings.databricks
+    hours = run.run_duration / 1000 / 3600
+    (usage,) = batch.spark_usage.values()
+    assert list(batch.spark_usage) == [str(run_id)]
+    assert usage.seconds == pytest.approx(run.run_duration / 1000)
+    assert usage.dbu_hours == pytest.approx(hours * settings.dbu_per_hour, abs=1e-6)
+    assert usage.vm_hours == pytest.approx(hours * (settings.workers + 1), abs=1e-6)
+    # the layers' steps that recorded the run ran in-function, and count too
+    assert set(batch.gb_seconds) == {"validate", "bronze", "silver", "gold"}
+    cost = costs.batch_cost(batch)
+    assert cost.databricks_usd == pytest.approx(usage.dbu_hours * 0.30 + usage.vm_hours * 0.293)
+
+    again = Runner(app.context, retry=FAST_RETRY, databricks=app.databricks).run(app.storage.info(source))
+    assert again.batch is not None and again.batch.spark_usage == batch.spark_usage
+    assert again.batch.gb_seconds == batch.gb_seconds

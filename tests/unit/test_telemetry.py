@@ -12,6 +12,7 @@ import pytest
 
 from shared import telemetry
 from shared.batches import BatchState, Counts, Layer, Route, State
+from shared.costs import SparkUsage
 from shared.settings import PROCESS_ENVIRONMENT
 from shared.telemetry_names import BATCH_EVENT, DIMENSIONS, LAYER_EVENT
 
@@ -25,7 +26,7 @@ def batch(**changes: Any) -> BatchState:
 
 def test_the_record_dimensions_are_a_subset_of_the_event_dimensions_the_queries_use() -> None:
     assert set(telemetry.BATCH_DIMENSIONS) <= set(telemetry.EVENT_DIMENSIONS) <= set(DIMENSIONS)
-    assert set(DIMENSIONS) - set(telemetry.EVENT_DIMENSIONS) == {"gb_seconds"}
+    assert set(telemetry.EVENT_DIMENSIONS) == set(DIMENSIONS)
 
 
 def test_a_reference_alone_still_carries_every_record_dimension() -> None:
@@ -64,6 +65,26 @@ def test_a_layer_that_ends_the_batch_reports_both_events(caplog: pytest.LogCaptu
     names = [vars(r)[telemetry.EVENT_NAME_ATTRIBUTE] for r in caplog.records]
     assert names == [LAYER_EVENT, BATCH_EVENT]
     assert vars(caplog.records[0])["duration_ms"] == 2
+
+
+def test_the_events_carry_the_gb_seconds_and_cost_batch_state_recorded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    done = batch(
+        state=State.GOLD_DONE,
+        durations={"validate": 0.5, "bronze": 2.0, "silver": 1.5, "gold": 0.25},
+        gb_seconds={"validate": 1.0, "bronze": 4.0, "silver": 3.0, "gold": 0.5},
+        spark_usage={"7": SparkUsage(seconds=600.0, dbu_hours=0.25, vm_hours=0.5)},
+    )
+    with caplog.at_level(logging.INFO, logger="shared.telemetry"):
+        telemetry.layer_completed(done, Layer.GOLD)
+    step, finished = (vars(r) for r in caplog.records)
+    # gold alone: 0.5 GB-s and one execution
+    assert step["gb_seconds"] == 0.5
+    assert step["cost_usd"] == pytest.approx(0.5 * 0.000026 + 0.40 / 1e6)
+    # the batch: 8.5 GB-s over 4 executions, and its Spark run's DBUs and VMs
+    assert finished["gb_seconds"] == 8.5
+    assert finished["cost_usd"] == pytest.approx(8.5 * 0.000026 + 4 * 0.40 / 1e6 + 0.25 * 0.30 + 0.5 * 0.293)
 
 
 @pytest.mark.parametrize(
