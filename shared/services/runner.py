@@ -71,8 +71,10 @@ class Runner:
         return Ran(info.uri, final, final.error if final else "batch record lost")
 
     def _attempt(self, layer: Layer, ref: BatchRef) -> StepResult:
-        """One layer with the orchestrator's retries; FAILED when they run out."""
+        """One layer with the orchestrator's retries; FAILED when they run out, unless another
+        writer (a second run of the same file) moved the batch on meanwhile."""
         error = ""
+        before = self.ctx.states.get(ref.dataset, ref.batch_id)
         for attempt in range(1, self.retry.attempts + 1):
             try:
                 return layers.run(self.ctx, layer, ref)
@@ -86,7 +88,7 @@ class Runner:
                     self.sleep(self.retry.delay(attempt))
         message = f"{layer} failed after {self.retry.attempts} attempts: {error}"
         try:
-            return step.fail(self.ctx, ref, message)
+            return step.fail(self.ctx, ref, message, expect=before)
         except Exception as exc:  # even the record could not be written: the caller reports it
             log.exception("batch %s: FAILED not recorded", ref.batch_id, extra=telemetry.about(ref, layer))
             raise StateUnrecorded(f"batch {ref.batch_id}: {message}; FAILED not recorded: {exc}") from exc
