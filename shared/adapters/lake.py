@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,9 +35,10 @@ from deltalake import (
 )
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
+from shared.adapters.blobs import store_error, unreachable
 from shared.adapters.clients import access_denied, denied
-from shared.adapters.storage import is_remote, join
-from shared.errors import CommitConflict, StoreUnavailable, TransientError
+from shared.adapters.storage import is_remote, join, local_lock
+from shared.errors import CommitConflict
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,20 +66,18 @@ WRITER_PROPERTIES = WriterProperties(
 # partition has grown.
 SMALL_FILE_BYTES = 8 * 1024 * 1024
 COMPACT_AT_FILES = 16
+# delta-rs 1.6 commits two compactions planned on the same version both (neither conflict
+# checks against the other, and optimize drops application transactions), so the rows of
+# the files they both rewrote appear twice. One compaction per table at a time: a lock
+# (a blob lease, or flock) beside the log; a writer that finds it held leaves the work.
+COMPACTION_LOCK = "_compaction.lock"
+Lock = Callable[[str], AbstractContextManager[bool]]
 APP_ID_KEY = "tributary.app_id"
 FIGURES_KEY = "tributary.figures"
 # object_store (under delta-rs and polars) gives up on an unreachable store after 10 retries,
 # about 4 s; it is told to ride out an outage for the lake's retry budget instead, its
 # backoff capped by its own default (15 s). The attempts are bounded by the time, not the count.
 STORE_MAX_RETRIES = 1000
-# What object_store's errors say when the store did not answer (delta-rs raises them as
-# OSError or DeltaError, with the cause chain in the text).
-_UNREACHABLE = re.compile(
-    r"error sending request|connection refused|tcp connect error|connection reset|timed out"
-    r"|broken pipe|dns error|error trying to connect|connection closed",
-    re.IGNORECASE,
-)
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +113,7 @@ class Lake:
         commit_retries: int = 8,
         prepare: Callable[[], None] | None = None,
         retry_seconds: float = 60.0,
+        lock: Lock | None = None,
     ) -> None:
         self.root = root
         self._options = storage_options
@@ -121,6 +121,7 @@ class Lake:
         self._prepare = prepare
         self._prepared = False
         self.retry_seconds = retry_seconds
+        self.lock: Lock = lock or (_unlocked if is_remote(root) else local_lock)
 
     def uri(self, name: str) -> str:
         return join(self.root, name) if is_remote(self.root) else str(Path(self.root, name).resolve())
@@ -262,6 +263,13 @@ class Table:
         return compacted
 
     def _compact_where(self, partition: tuple[str, str] | None) -> None:
+        with self.lake.lock(join(self.uri, COMPACTION_LOCK)) as held:
+            if not held:
+                log.info("%s: another writer is compacting it; left to that one", self.spec.name)
+                return
+            self._compact_locked(partition)
+
+    def _compact_locked(self, partition: tuple[str, str] | None) -> None:
         def compact() -> None:
             dt = self._open()
             if dt is None:
@@ -468,18 +476,9 @@ def _commit_properties(
     )
 
 
-def unreachable(exc: BaseException) -> bool:
-    """Whether a delta-rs error says the store did not answer (after object_store's retries)."""
-    return bool(_UNREACHABLE.search(str(exc)))
-
-
-def store_error(uri: str, exc: BaseException, doing: str) -> TransientError:
-    """The error to raise for a delta-rs failure at ``uri``: ``StoreUnavailable`` when the store
-    did not answer within the retry budget, a plain ``TransientError`` otherwise."""
-    text = " ".join(_ANSI.sub("", str(exc)).replace("↳", " ").split())
-    if unreachable(exc):
-        return StoreUnavailable(uri, type(exc)(f"{doing}: {text}"))
-    return TransientError(f"{uri}: {doing}: {text}")
+@contextmanager
+def _unlocked(name: str) -> Iterator[bool]:
+    yield True
 
 
 def sql_in(column: str, values: list[str]) -> str:
