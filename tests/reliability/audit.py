@@ -175,7 +175,9 @@ def batch_problems(ctx: Context, batches: Iterable[BatchState]) -> list[str]:
             ("silver", c.silver_inserted),
         ):
             if held.get(name, 0) != (count or 0):
-                problems.append(f"batch {b.batch_id}: counts say {count} {name} rows, the lake holds {held.get(name, 0)}")
+                problems.append(
+                    f"batch {b.batch_id}: counts say {count} {name} rows, the lake holds {held.get(name, 0)}"
+                )
     return problems
 
 

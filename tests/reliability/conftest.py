@@ -64,7 +64,9 @@ def settings_on(connection: str, tmp_path: Path, *, remote: bool = True, **extra
             "quarantine_uri": f"az://quarantine{suffix}",
         }
     else:
-        where = {k: str(tmp_path / suffix / k.split("_")[0]) for k in ("lake_uri", "capture_uri", "quarantine_uri")}
+        where = {
+            k: str(tmp_path / suffix / k.split("_")[0]) for k in ("lake_uri", "capture_uri", "quarantine_uri")
+        }
     return make_settings(connection, **where, OPERATIONS_TABLE="o" + suffix, **extra)
 
 

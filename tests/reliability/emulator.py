@@ -27,9 +27,7 @@ class Emulator:
     """Azurite's blob and table services on fixed ports over one persistent folder."""
 
     location: Path
-    ports: azurite.Ports = field(
-        default_factory=lambda: azurite.Ports(*azurite.free_ports(3))
-    )
+    ports: azurite.Ports = field(default_factory=lambda: azurite.Ports(*azurite.free_ports(3)))
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     outages: int = 0
     """How many times a service was taken down (the report counts faults injected)."""
