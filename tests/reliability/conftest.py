@@ -49,9 +49,9 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
 @pytest.fixture
 def up(emulator: Emulator) -> Iterator[Emulator]:
     """The module's Azurite, running at the start and at the end of the test."""
-    emulator.start()
+    emulator.settle()
     yield emulator
-    emulator.start()
+    emulator.settle()
 
 
 def settings_on(connection: str, tmp_path: Path, *, remote: bool = True, **extra: str) -> Settings:

@@ -2,13 +2,16 @@
 
 ``shared.dev.azurite`` starts the all-in-one ``azurite``; here each service runs on its own
 (``azurite-blob``, ``azurite-table``, same flags, same ports for the whole session, same
-``--location``), so a test can take down the Table service alone, or both. Stopping is
-``shared.dev.azurite.stop`` (SIGTERM to the process group): Azurite saves its metadata
-before it exits, so a restart finds every acknowledged write, as a real account would.
+``--location``), so a test can take down the Table service alone, or both. Stopping sends
+SIGINT, on which Azurite saves its metadata before it exits, so a restart finds every
+acknowledged write, as a real account would. (On SIGTERM, what ``shared.dev.azurite.stop``
+sends, it exits at once and loses the writes of its last autosave interval, about 5 s.)
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -31,6 +34,7 @@ class Emulator:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     outages: int = 0
     """How many times a service was taken down (the report counts faults injected)."""
+    restarts: list[threading.Thread] = field(default_factory=list)
 
     @property
     def connection_string(self) -> str:
@@ -75,7 +79,7 @@ class Emulator:
         for service in services or SERVICES:
             process = self.processes.pop(service, None)
             if process is not None:
-                azurite.stop(process)
+                _interrupt(process)
                 self.outages += 1
 
     def outage(self, seconds: float, *services: Service) -> threading.Thread:
@@ -88,9 +92,28 @@ class Emulator:
 
         thread = threading.Thread(target=restart, name="azurite-restart", daemon=True)
         thread.start()
+        self.restarts.append(thread)
         return thread
+
+    def settle(self) -> None:
+        """Wait for every pending restart, then make sure every service is up."""
+        for thread in self.restarts:
+            thread.join()
+        self.restarts.clear()
+        self.start()
 
     def close(self) -> None:
         for process in self.processes.values():
-            azurite.stop(process)
+            _interrupt(process)
         self.processes.clear()
+
+
+def _interrupt(process: subprocess.Popen[bytes]) -> None:
+    """Stop an Azurite service the way Ctrl-C does (it saves first); kill it if it hangs."""
+    try:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=15)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        azurite.stop(process)
