@@ -45,8 +45,14 @@ def audited(app: App, files: list[File], test: str, faults: int) -> None:
     assert [b.state for b in batches] == [State.GOLD_DONE] * len(files)
     findings = check(app.context, first_wins(f.valid for f in files), batches)
     assert findings.problems() == []
-    report(test, faults=faults, batches=len(files), bad_inputs=sum(f.invalid for f in files),
-           rows_lost=len(findings.lost), rows_altered=len(findings.altered))  # fmt: skip
+    report(
+        test,
+        faults=faults,
+        batches=len(files),
+        bad_inputs=sum(f.invalid for f in files),
+        rows_lost=len(findings.lost),
+        rows_altered=len(findings.altered),
+    )
 
 
 def once_after(
@@ -172,8 +178,12 @@ def test_a_lake_that_never_answers_raises_store_unavailable_within_the_budget(tm
     settings = Settings.from_env({"AzureWebJobsStorage": dead.connection_string(), "LAKE_URI": "az://lake"})
     from shared.adapters.clients import delta_storage_options
 
-    lake = Lake("az://lake/x", storage_options=lambda: delta_storage_options(settings.lake_storage),
-                retry_seconds=2, prepare=lambda: None)  # fmt: skip
+    lake = Lake(
+        "az://lake/x",
+        storage_options=lambda: delta_storage_options(settings.lake_storage),
+        retry_seconds=2,
+        prepare=lambda: None,
+    )
     table = lake.table(TableSpec("t", lake_module.pa.schema([("a", lake_module.pa.int64())])))
     started = time.monotonic()
     with pytest.raises(StoreUnavailable) as raised:
