@@ -43,11 +43,21 @@ from tests.support.durable_wire import OrchestrationStatus
 pytestmark = pytest.mark.azurite
 
 ACTIVITIES = {
-    **{layer.activity: fn for layer, fn in zip(Layer, (
-        activities.validate_batch, activities.write_bronze, activities.merge_silver, activities.update_gold
-    ), strict=True)},
+    **{
+        layer.activity: fn
+        for layer, fn in zip(
+            Layer,
+            (
+                activities.validate_batch,
+                activities.write_bronze,
+                activities.merge_silver,
+                activities.update_gold,
+            ),
+            strict=True,
+        )
+    },
     FAIL_ACTIVITY: activities.fail_batch,
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")
@@ -89,17 +99,23 @@ def event_for(app: App, uri: str, event_id: str = "e") -> func.EventGridEvent:
     info = app.storage.info(uri)
     event = blob_created_event(app.storage, uri, info.size, info.etag)
     return func.EventGridEvent(
-        id=event_id, data=event["data"], topic=event["topic"], subject=event["subject"],
-        event_type=event["eventType"], event_time=None, data_version="",
-    )  # fmt: skip
+        id=event_id,
+        data=event["data"],
+        topic=event["topic"],
+        subject=event["subject"],
+        event_type=event["eventType"],
+        event_time=None,
+        data_version="",
+    )
 
 
 def deliver(loop: asyncio.AbstractEventLoop, durable: FakeDurable, *events: func.EventGridEvent) -> list[Any]:
     trigger = event_grid.on_capture_event.build().get_user_function()
 
     async def at_once() -> list[Any]:
-        return await asyncio.gather(*(trigger(event=e, client=durable.binding()) for e in events),
-                                    return_exceptions=True)  # fmt: skip
+        return await asyncio.gather(
+            *(trigger(event=e, client=durable.binding()) for e in events), return_exceptions=True
+        )
 
     return loop.run_until_complete(at_once())
 
@@ -156,8 +172,9 @@ def test_an_event_for_a_blob_already_deleted_is_acknowledged_as_gone_and_not_ret
 def test_an_unreadable_file_is_quarantined_once_and_its_retries_stop(
     app: App, durable: FakeDurable, loop: asyncio.AbstractEventLoop
 ) -> None:
-    truncated = next(f for f in generate_day(files=4, events_per_file=50, defect_rate=0.1, seed=9)
-                     if f.kind == "truncated")  # fmt: skip
+    truncated = next(
+        f for f in generate_day(files=4, events_per_file=50, defect_rate=0.1, seed=9) if f.kind == "truncated"
+    )
     uri = join(app.settings.capture_uri, truncated.path)
     app.storage.write(uri, truncated.data)
     event = event_for(app, uri)
@@ -217,8 +234,13 @@ def _only(app: App) -> str:
 
 
 def _wire(event: func.EventGridEvent) -> dict[str, Any]:
-    return {"id": event.id, "eventType": event.event_type, "subject": event.subject,
-            "topic": event.topic, "data": event.get_json()}  # fmt: skip
+    return {
+        "id": event.id,
+        "eventType": event.event_type,
+        "subject": event.subject,
+        "topic": event.topic,
+        "data": event.get_json(),
+    }
 
 
 class _Unused:
