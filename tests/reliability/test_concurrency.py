@@ -117,6 +117,7 @@ def test_eight_batches_in_threads_equal_a_sequential_run_and_lose_no_commit(
 
 @pytest.mark.azurite
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("workers", [8, 16])
 def test_many_batches_in_threads_on_azurite_equal_a_sequential_run(
     up: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
@@ -131,6 +132,7 @@ def test_many_batches_in_threads_on_azurite_equal_a_sequential_run(
 
 @pytest.mark.azurite
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("processes", [8, 16])
 def test_many_ingest_processes_on_azurite_equal_a_sequential_run(
     up: Emulator, tmp_path: Path, processes: int
@@ -165,6 +167,7 @@ def test_many_ingest_processes_on_azurite_equal_a_sequential_run(
 
 @pytest.mark.azurite
 @pytest.mark.slow
+@pytest.mark.timeout(2400)
 def test_soak_two_hundred_small_batches_back_to_back(up: Emulator, tmp_path: Path) -> None:
     app: App = app_on(up, tmp_path)
     files = day_of_files(200, seed=1000, events=100)

@@ -80,6 +80,7 @@ def test_killed_after_every_commit_on_azurite(up: Emulator, tmp_path: Path, comm
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("seed", range(6))
 def test_killed_at_a_random_moment_the_rerun_loses_and_duplicates_nothing(
     up: Emulator, tmp_path: Path, seed: int

@@ -195,6 +195,7 @@ def test_a_lake_that_never_answers_raises_store_unavailable_within_the_budget(tm
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("stop_after", [1.0, 2.5, 4.0, 6.0])
 def test_azurite_stopped_at_any_moment_of_an_ingest_process_is_ridden_out(
     up: Emulator, tmp_path: Path, stop_after: float

@@ -15,6 +15,7 @@ import datetime as dt
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -83,6 +84,7 @@ def fresh_context(root: Path) -> Context:
 TRIED = {"examples": 0, "batches": 0, "bad_inputs": 0, "rows_lost": 0, "rows_altered": 0}
 
 
+@pytest.mark.timeout(3600)
 @settings(
     max_examples=300 if LONG else 12,
     deadline=None,
