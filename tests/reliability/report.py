@@ -12,6 +12,7 @@ from pathlib import Path
 
 COLUMNS = ("faults", "concurrent", "batches", "bad_inputs", "rows_lost", "rows_altered")
 EXTRA = ("seconds", "batches_per_second", "rows_per_second", "peak_rss_mb", "examples")
+DRIFT = "_s_first20_last20"
 
 
 def main(argv: list[str]) -> int:
@@ -33,7 +34,7 @@ def main(argv: list[str]) -> int:
             value = r.get(c)
             totals[c] += int(value or 0) if c != "concurrent" else 0
             cells.append(f"{'' if value is None else value:>12}")
-        other = ", ".join(f"{k}={r[k]}" for k in EXTRA if k in r)
+        other = ", ".join(f"{k}={r[k]}" for k in (*EXTRA, *(k for k in r if k.endswith(DRIFT))) if k in r)
         print(f"{r['test']:<{width}}  " + "  ".join(cells) + f"  {other}")
     totals["concurrent"] = max(int(r.get("concurrent") or 0) for r in rows)
     print("-" * len(header))

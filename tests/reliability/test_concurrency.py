@@ -192,6 +192,15 @@ def test_soak_two_hundred_small_batches_back_to_back(up: Emulator, tmp_path: Pat
     assert findings.problems() == []
     assert missing_commits(app.context, final) == []
     peak_mb = usage.ru_maxrss / 1024  # kilobytes on Linux
+    # Whether a step slows as the tables grow: each layer's mean time, first and last 20 batches.
+    ordered = sorted(final, key=lambda b: b.received_at)
+    drift = {
+        f"{layer}_s_first20_last20": [
+            round(sum(b.durations.get(layer, 0.0) for b in part) / len(part), 3)
+            for part in (ordered[:20], ordered[-20:])
+        ]
+        for layer in ("bronze", "silver", "gold")
+    }
     rows = sum(len(f.lines) for f in files)
     report(
         "soak: 200 small batches back to back on Azurite",
@@ -203,5 +212,6 @@ def test_soak_two_hundred_small_batches_back_to_back(up: Emulator, tmp_path: Pat
         batches_per_second=round(200 / seconds, 2),
         rows_per_second=round(rows / seconds),
         peak_rss_mb=round(peak_mb),
+        **drift,
         test_process_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     )

@@ -26,7 +26,15 @@ from tests.reliability.steps import ROOT, cli, cli_env, land, stored
 
 pytestmark = pytest.mark.azurite
 #: bronze, quarantine, silver, then the four gold tables.
-COMMITS = {1: "bronze", 2: "quarantine", 3: "silver", 4: "first gold", 7: "last gold"}
+COMMITS = {
+    1: "bronze",
+    2: "quarantine",
+    3: "silver",
+    4: "1st gold",
+    5: "2nd gold",
+    6: "3rd gold",
+    7: "4th gold",
+}
 
 
 def killed_after(commit: int, source: str, env: dict[str, str]) -> int:
@@ -57,7 +65,7 @@ def crash_then_rerun(up: Emulator, tmp_path: Path, commit: int, *, remote: bool)
     findings = check(app.context, first_wins([file.valid]), [final])
     assert findings.problems() == []
     report(
-        f"SIGKILL after the {COMMITS.get(commit, commit)} commit, re-run",
+        f"SIGKILL after the {COMMITS[commit]} commit, re-run",
         faults=1,
         batches=1,
         bad_inputs=file.invalid,
