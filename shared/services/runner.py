@@ -74,7 +74,10 @@ class Runner:
         """One layer with the orchestrator's retries; FAILED when they run out, unless another
         writer (a second run of the same file) moved the batch on meanwhile."""
         error = ""
-        before = self.ctx.states.get(ref.dataset, ref.batch_id)
+        try:
+            before = self.ctx.states.get(ref.dataset, ref.batch_id)
+        except Exception:  # unreadable just now: the attempts below report why
+            before = None
         for attempt in range(1, self.retry.attempts + 1):
             try:
                 return layers.run(self.ctx, layer, ref)
