@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import azure.durable_functions as df
@@ -120,6 +121,10 @@ def deliver(loop: asyncio.AbstractEventLoop, durable: FakeDurable, *events: func
     return loop.run_until_complete(at_once())
 
 
+#: The ``context`` the worker passes an activity; the host sent no trace context here.
+INVOCATION = SimpleNamespace(trace_context=SimpleNamespace(trace_parent="", trace_state="", attributes={}))
+
+
 def play(ref: dict[str, Any]) -> Instance:
     """The batch's orchestration, as the host runs it, with the real activities."""
 
@@ -127,7 +132,7 @@ def play(ref: dict[str, Any]) -> Instance:
         function = ACTIVITIES[call.name].build().get_user_function()
         try:
             argument = "failure" if call.name == FAIL_ACTIVITY else "batch"
-            return Returns(function(**{argument: call.input}))
+            return Returns(function(**{argument: call.input}, context=INVOCATION))
         except Exception as exc:  # the worker reports it to the host as the activity's failure
             return Raises(f"{type(exc).__name__}: {exc}")
 
