@@ -53,6 +53,7 @@ def work(ctx: Context, batch: BatchState) -> Outcome:
         )
 
     stamp = Stamp(batch.batch_id, batch.source, landed or batch_time(batch))
+    recount = bronze is not None
     with ctx.files.open(batch.source) as fh:
         chunks = decode.decode(fh, batch.source, contract, chunk_rows=ctx.settings.chunk_rows)
         stream = BronzeStream(chunks, contract, stamp)
@@ -70,6 +71,10 @@ def work(ctx: Context, batch: BatchState) -> Outcome:
             if stream.failure is None:
                 raise
             return quarantine_file(ctx, batch, stream.failure.reason)
+    if bronze.found and not recount:
+        # A concurrent writer's commit landed after the first look: the stream was never
+        # read and its tally is empty. Start again from what the lake now holds.
+        return work(ctx, batch)
     quarantined = stream.quarantined()
     if quarantined is None:
         quarantined = pl.DataFrame(schema=schemas.quarantine())

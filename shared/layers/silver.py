@@ -127,6 +127,8 @@ class _Insert:
         if compacted := self.tables.silver.compact(part, self.touched):
             log.info("silver: compacted the small files of %s=%s", part, ",".join(compacted))
             snapshot = self.tables.silver.snapshot()
+            if snapshot.recorded(self.app_id):  # a concurrent writer's insert landed meanwhile
+                return self._recorded()
         held = keyindex.held(snapshot.scan(), self.rows, self.keys, self.repeated, self.contract)
         dropped = np.union1d(self.repeated, held)
         self.keys = None  # 8 bytes a row the write below does not need
