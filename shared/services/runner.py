@@ -118,7 +118,10 @@ class Runner:
         return StepResult.of(step.load(ctx, ref))  # the layers' steps record what the run committed
 
     def _attempt(
-        self, layer: Layer, ref: BatchRef, work: Callable[[Context, Layer, BatchRef], StepResult] | None = None
+        self,
+        layer: Layer,
+        ref: BatchRef,
+        work: Callable[[Context, Layer, BatchRef], StepResult] | None = None,
     ) -> StepResult:
         """One layer with the orchestrator's retries; FAILED when they run out, unless another
         writer (a second run of the same file) moved the batch on meanwhile."""
