@@ -497,15 +497,4 @@ def _unlocked(name: str) -> Iterator[bool]:
     yield True
 
 
-def sql_in(column: str, values: list[str]) -> str:
-    """``column IN ('a', 'b')`` with the values quoted as SQL string literals."""
-    quoted = ", ".join(sql_literal(v) for v in values)
-    return f"{column} IN ({quoted})"
-
-
-def sql_literal(value: str) -> str:
-    """A SQL string literal: quotes doubled, so no value can end the literal early."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-__all__ = ["Commit", "Lake", "Snapshot", "Table", "TableSpec", "sql_in", "sql_literal"]
+__all__ = ["Commit", "Lake", "Snapshot", "Table", "TableSpec"]

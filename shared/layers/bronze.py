@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from shared.adapters.lake import sql_literal
 from shared.batches import BatchState, Counts, Route, State, commit_id
 from shared.contracts import CONTRACTS
 from shared.errors import QuarantinedFile, TransientError
@@ -22,6 +21,7 @@ from shared.layers.tables import Tables
 from shared.pipeline import decode, schemas
 from shared.pipeline.bronze import BronzeStream, Stamp
 from shared.pipeline.validate import failure_counts
+from shared.predicates import sql_literal
 
 
 def batch_time(batch: BatchState) -> datetime:

@@ -17,7 +17,6 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from shared.adapters.lake import sql_in, sql_literal
 from shared.batches import SILVER_WRITER, BatchState, Counts, Route, State, commit_id
 from shared.contracts import CONTRACTS, Contract
 from shared.errors import TransientError
@@ -26,6 +25,7 @@ from shared.layers.context import Context, Outcome
 from shared.layers.tables import Tables
 from shared.pipeline import keyindex, schemas, silver
 from shared.pipeline.prefetch import prefetch
+from shared.predicates import sql_in, sql_literal
 
 log = logging.getLogger(__name__)
 

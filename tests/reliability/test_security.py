@@ -23,11 +23,12 @@ import pyarrow as pa
 import pytest
 
 import function_app
-from shared.adapters.lake import Lake, TableSpec, sql_in, sql_literal
+from shared.adapters.lake import Lake, TableSpec
 from shared.app import build
 from shared.batches import State
 from shared.errors import BadRequest, ConfigError
 from shared.events import CaptureTarget, Envelope, decide
+from shared.predicates import sql_in, sql_literal
 from shared.services.admin import Admin, checked_id
 from shared.settings import AZURITE_KEY, Settings
 from tests.conftest import make_settings
