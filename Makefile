@@ -15,7 +15,7 @@ PROTOS_STAMP := $(VENV)/worker-protos/.installed-$(shell cksum < tests/worker/pr
 # Local runs talk to Azurite unless the environment or local.settings.json says otherwise.
 export AzureWebJobsStorage ?= UseDevelopmentStorage=true
 
-.PHONY: help venv node worker-protos kernels azurite azurite-stop demo test lint typecheck unit bench fuzz clean
+.PHONY: help venv node worker-protos kernels azurite azurite-stop demo test lint typecheck unit reliability bench fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -63,6 +63,18 @@ test: venv node worker-protos kernels lint typecheck ## Lint, type-check and run
 
 unit: venv ## The unit tests only: no Node, no Azurite, no kernel build (numba compiles the loops)
 	$(PY) -m pytest tests/unit -m "not azurite and not spark"
+
+# The long reliability cases (tests/reliability, marked slow): make test runs the fast ones.
+RELIABILITY_FIGURES := .reliability/figures.jsonl
+reliability: venv node kernels ## Faults, races, soak and properties at length (and `make fuzz` if defined); prints a table of figures
+	@mkdir -p .reliability && rm -f $(RELIABILITY_FIGURES)
+	@status=0; \
+	TRIBUTARY_LONG=1 TRIBUTARY_RELIABILITY_REPORT=$(abspath $(RELIABILITY_FIGURES)) \
+		$(PY) -m pytest tests/reliability -q -p no:cacheprovider || status=1; \
+	if grep -qE '^fuzz:' $(MAKEFILE_LIST); then $(MAKE) fuzz || status=1; \
+	else echo "make fuzz: not defined (yet); decoder fuzzing skipped"; fi; \
+	$(PY) -m tests.reliability.report $(RELIABILITY_FIGURES) || status=1; \
+	exit $$status
 
 bench: venv node kernels ## Run the benchmark; writes bench/results/latest.json and a chart
 	$(PY) -m bench

@@ -79,6 +79,8 @@ class App:
             storage_options=lambda: delta_storage_options(s.lake_storage, self.identity),
             commit_retries=s.delta_commit_retries,
             prepare=prepare if is_remote(root) else None,
+            retry_seconds=s.storage_retry_seconds,
+            lock=self.storage.lock,
         )
 
     @cached_property

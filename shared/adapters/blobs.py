@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
+    HttpResponseError,
     ResourceExistsError,
     ResourceNotFoundError,
     ServiceRequestError,
@@ -37,6 +41,14 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 #: What a dropped connection or an unreachable endpoint raises through the SDK.
 CONNECTION_ERRORS = (ServiceRequestError, ServiceResponseError, ConnectionError, TimeoutError)
+# What object_store's errors say when the store did not answer (delta-rs raises them as
+# OSError or DeltaError, with the cause chain in the text).
+_UNREACHABLE = re.compile(
+    r"error sending request|connection refused|tcp connect error|connection reset|timed out"
+    r"|broken pipe|dns error|error trying to connect|connection closed",
+    re.IGNORECASE,
+)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def outlast[T](where: str, call: Callable[[], T], budget: float) -> T:
@@ -58,6 +70,20 @@ def outlast[T](where: str, call: Callable[[], T], budget: float) -> T:
         raise StoreUnavailable(where, exc) from exc
     except ClientAuthenticationError as exc:
         raise access_denied(where, exc) from exc
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether a delta-rs error says the store did not answer (after object_store's retries)."""
+    return bool(_UNREACHABLE.search(str(exc)))
+
+
+def store_error(uri: str, exc: BaseException, doing: str) -> TransientError:
+    """The error to raise for a delta-rs failure at ``uri``: ``StoreUnavailable`` when the store
+    did not answer within the retry budget, a plain ``TransientError`` otherwise."""
+    text = " ".join(_ANSI.sub("", str(exc)).replace("↳", " ").split())
+    if unreachable(exc):
+        return StoreUnavailable(uri, OSError(f"{doing}: {text}"))
+    return TransientError(f"{uri}: {doing}: {text}")
 
 
 class Blobs:
@@ -158,6 +184,43 @@ class Blobs:
             self._outlast(container, path, lambda: self._blob(container, path).delete_blob())
         except ResourceNotFoundError:
             pass
+
+    @contextmanager
+    def lease(self, container: str, path: str, seconds: int = 60) -> Iterator[bool]:
+        """Hold a lease on a (created empty) blob while the block runs; yields False when another
+        holder has it. The lease is renewed every third of ``seconds``; a holder that dies lets
+        it expire."""
+        blob = self._blob(container, path)
+        try:
+            self._outlast(container, path, lambda: blob.upload_blob(b"", overwrite=False))
+        except (ResourceExistsError, HttpResponseError):
+            pass  # there already (perhaps leased)
+        try:
+            held = self._outlast(container, path, lambda: blob.acquire_lease(lease_duration=seconds))
+        except HttpResponseError as exc:
+            if exc.status_code == 409:  # LeaseAlreadyPresent
+                yield False
+                return
+            raise
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(seconds / 3):
+                try:
+                    held.renew()
+                except Exception:  # it expires by itself; the holder's work is not stopped
+                    return
+
+        renewer = threading.Thread(target=renew, name=f"lease {path}", daemon=True)
+        renewer.start()
+        try:
+            yield True
+        finally:
+            done.set()
+            try:
+                held.release()
+            except Exception:  # it expires by itself
+                pass
 
     def move(self, src: BlobLocation, dst: BlobLocation) -> None:
         """Rename on ADLS Gen2; a checked server-side copy then a delete on Azurite."""

@@ -77,9 +77,7 @@ def blob_service(account: StorageAccount, identity: Identity = managed_identity)
     )
 
 
-def datalake_service(
-    account: StorageAccount, identity: Identity = managed_identity
-) -> DataLakeServiceClient:
+def datalake_service(account: StorageAccount, identity: Identity = managed_identity) -> DataLakeServiceClient:
     from azure.storage.filedatalake import DataLakeServiceClient
 
     return DataLakeServiceClient(

@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from databricks.sdk.credentials_provider import CredentialsStrategy
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from shared.batches import LifeCycle, Result, RunStatus
@@ -33,6 +32,7 @@ from shared.settings import Databricks
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from databricks.sdk import WorkspaceClient
+    from databricks.sdk.credentials_provider import CredentialsStrategy
 
 T = TypeVar("T")
 
@@ -235,7 +235,7 @@ class DatabricksJobs:
         common: dict[str, Any] = {"host": s.host, "retry_timeout_seconds": 30, "http_timeout_seconds": 60}
         if s.token:
             return WorkspaceClient(config=Config(token=s.token, auth_type="pat", **common))
-        strategy = _EntraStrategy(self._credential or _managed_identity(s.client_id))
+        strategy = _entra_strategy(self._credential or _managed_identity(s.client_id))
         return WorkspaceClient(
             config=Config(credentials_strategy=strategy, auth_type=strategy.auth_type(), **common)
         )
@@ -266,21 +266,26 @@ def _managed_identity(client_id: str | None) -> TokenCredential:
     return ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()
 
 
-class _EntraStrategy(CredentialsStrategy):
+def _entra_strategy(credential: TokenCredential) -> CredentialsStrategy:
     """databricks-sdk credentials from an azure-identity credential: a bearer token for the
-    Azure Databricks resource, fetched per request (azure-identity caches and refreshes it)."""
+    Azure Databricks resource, fetched per request (azure-identity caches and refreshes it).
 
-    def __init__(self, credential: TokenCredential) -> None:
-        self.credential = credential
+    Defined on first use: importing databricks-sdk costs a process about a second, which a
+    batch that never leaves the Function must not pay.
+    """
+    from databricks.sdk.credentials_provider import CredentialsStrategy
 
-    def auth_type(self) -> str:
-        return "azure-identity"
+    class EntraStrategy(CredentialsStrategy):
+        def auth_type(self) -> str:
+            return "azure-identity"
 
-    def __call__(self, cfg: Any) -> Callable[[], dict[str, str]]:
-        def headers() -> dict[str, str]:
-            return {"Authorization": f"Bearer {self.credential.get_token(AZURE_DATABRICKS_SCOPE).token}"}
+        def __call__(self, cfg: Any) -> Callable[[], dict[str, str]]:
+            def headers() -> dict[str, str]:
+                return {"Authorization": f"Bearer {credential.get_token(AZURE_DATABRICKS_SCOPE).token}"}
 
-        return headers
+            return headers
+
+    return EntraStrategy()
 
 
 def _transient(exc: BaseException) -> bool:

@@ -17,7 +17,8 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,10 +35,11 @@ from deltalake import (
 )
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
+from shared.adapters.blobs import store_error, unreachable
 from shared.adapters.clients import access_denied, denied
-from shared.adapters.storage import is_remote, join
+from shared.adapters.storage import is_remote, join, local_lock
 from shared.batches import APP_ID_KEY
-from shared.errors import CommitConflict, TransientError
+from shared.errors import CommitConflict
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,6 +71,16 @@ FIGURES_KEY = "tributary.figures"
 # Rows a commit added, by the metric each writer reports: delta-rs appends and MERGEs,
 # Delta Spark MERGEs and appends.
 _ADDED_ROWS = ("num_added_rows", "numTargetRowsInserted", "numOutputRows")
+# delta-rs 1.6 commits two compactions planned on the same version both (neither conflict
+# checks against the other, and optimize drops application transactions), so the rows of
+# the files they both rewrote appear twice. One compaction per table at a time: a lock
+# (a blob lease, or flock) beside the log; a writer that finds it held leaves the work.
+COMPACTION_LOCK = "_compaction.lock"
+Lock = Callable[[str], AbstractContextManager[bool]]
+# object_store (under delta-rs and polars) gives up on an unreachable store after 10 retries,
+# about 4 s; it is told to ride out an outage for the lake's retry budget instead, its
+# backoff capped by its own default (15 s). The attempts are bounded by the time, not the count.
+STORE_MAX_RETRIES = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +101,8 @@ class Commit:
     figures: Mapping[str, Any]
     rows: int | None = None
     """Rows the commit added, as Delta's own operation metrics count them."""
+    found: bool = False
+    """Found in the log (an earlier or concurrent writer's), not written by this call."""
 
 
 class Lake:
@@ -101,19 +115,34 @@ class Lake:
         storage_options: Callable[[], dict[str, str]] | None = None,
         commit_retries: int = 8,
         prepare: Callable[[], None] | None = None,
+        retry_seconds: float = 60.0,
+        lock: Lock | None = None,
     ) -> None:
         self.root = root
         self._options = storage_options
         self.retries = commit_retries
         self._prepare = prepare
         self._prepared = False
+        self.retry_seconds = retry_seconds
+        self.lock: Lock = lock or (_unlocked if is_remote(root) else local_lock)
 
     def uri(self, name: str) -> str:
         return join(self.root, name) if is_remote(self.root) else str(Path(self.root, name).resolve())
 
     def storage_options(self) -> dict[str, str] | None:
-        """Options for one table open or scan, asked for anew each time (tokens expire)."""
-        return self._options() if self._options is not None and is_remote(self.root) else None
+        """delta-rs' options for one table open, asked for anew each time (tokens expire),
+        with object_store's retries stretched to the lake's retry budget."""
+        if self._options is None or not is_remote(self.root):
+            return None
+        retry = {"max_retries": str(STORE_MAX_RETRIES), "retry_timeout": f"{self.retry_seconds:g}s"}
+        return {**self._options(), **retry}
+
+    def scan_options(self) -> dict[str, str | int] | None:
+        """The same for polars, which reads the data files itself and names its retry keys apart."""
+        if self._options is None or not is_remote(self.root):
+            return None
+        retry = {"max_retries": STORE_MAX_RETRIES, "retry_timeout_ms": int(self.retry_seconds * 1000)}
+        return {**self._options(), **retry}
 
     def table(self, spec: TableSpec) -> Table:
         """The handle of a table; it is created, empty, the first time it is used."""
@@ -177,12 +206,12 @@ class Table:
             figures = json.loads(entry[FIGURES_KEY]) if FIGURES_KEY in entry else carried
             metrics = entry.get("operationMetrics") or {}
             added = next((metrics[k] for k in _ADDED_ROWS if metrics.get(k) is not None), None)
-            return Commit(int(entry["version"]), figures, None if added is None else int(added))
+            return Commit(int(entry["version"]), figures, None if added is None else int(added), found=True)
         if dt.transaction_version(app_id) is None:
             return None
         # The transaction is in the snapshot but its commit info is no longer in the log
         # (log retention): the figures are gone, the commit is not.
-        return Commit(None, {})
+        return Commit(None, {}, found=True)
 
     def append_once(
         self, data: pa.Table | pa.RecordBatchReader, app_id: str, figures: Mapping[str, Any] | None = None
@@ -190,12 +219,22 @@ class Table:
         """Append ``data`` unless ``app_id`` already committed; returns the commit either way.
 
         ``data`` may be a stream: delta-rs writes files as it reads and commits once at
-        the end, so an exception from the stream leaves the table untouched.
+        the end, so an exception from the stream leaves the table untouched. The check is
+        made on the very snapshot the append commits on top of: delta-rs refuses a commit
+        whose application transaction a *concurrent* commit set, but not one the snapshot
+        it writes on already holds (a second look at the table would let that through).
+        ``Commit.found`` tells the caller the stream was not read.
+
+        Raises:
+            CommitConflict: a concurrent writer committed first (perhaps this very ``app_id``):
+                look again.
         """
-        found = self.commit(app_id)
-        if found is not None:
+        snapshot = self.snapshot()
+        if snapshot.recorded(app_id):
+            found = self.commit(app_id)
+            assert found is not None
             return found
-        return self.snapshot().append(data, app_id, figures or {})
+        return snapshot.append(data, app_id, figures or {})
 
     def merge_once(
         self,
@@ -240,18 +279,28 @@ class Table:
         return compacted
 
     def _compact_where(self, partition: tuple[str, str] | None) -> None:
+        with self.lake.lock(join(self.uri, COMPACTION_LOCK)) as held:
+            if not held:
+                log.info("%s: another writer is compacting it; left to that one", self.spec.name)
+                return
+            self._compact_locked(partition)
+
+    def _compact_locked(self, partition: tuple[str, str] | None) -> None:
         def compact() -> None:
             dt = self._open()
             if dt is None:
                 return
-            dt.optimize.compact(
-                partition_filters=[(partition[0], "=", partition[1])] if partition else None,
-                target_size=SMALL_FILE_BYTES if partition else None,
-                writer_properties=WRITER_PROPERTIES,
-                commit_properties=_commit_properties(
-                    None, {"tributary.operation": "compact"}, self.lake.retries
-                ),
-            )
+            try:
+                dt.optimize.compact(
+                    partition_filters=[(partition[0], "=", partition[1])] if partition else None,
+                    target_size=SMALL_FILE_BYTES if partition else None,
+                    writer_properties=WRITER_PROPERTIES,
+                    commit_properties=_commit_properties(
+                        None, {"tributary.operation": "compact"}, self.lake.retries
+                    ),
+                )
+            except CommitFailedError as exc:  # a concurrent writer removed files it rewrote
+                raise CommitConflict(f"compact {self.spec.name}: {exc}") from exc
 
         self.retrying(f"compact {self.spec.name} {partition or ''}", compact)
 
@@ -293,7 +342,7 @@ class Table:
         except (OSError, DeltaError) as exc:
             if denied(exc):
                 raise access_denied(self.uri, exc) from exc
-            raise TransientError(f"{self.uri}: cannot open the table: {exc}") from exc
+            raise store_error(self.uri, exc, "cannot open the table") from exc
 
     def _create(self) -> None:
         self.lake.prepare()
@@ -306,9 +355,9 @@ class Table:
                 configuration=TABLE_PROPERTIES,
                 storage_options=self.lake.storage_options(),
             )
-        except (CommitFailedError, DeltaError) as exc:
+        except (OSError, DeltaError) as exc:
             if self._open() is None:  # a racing creator that won is fine
-                raise TransientError(f"creating {self.spec.name}: {exc}") from exc
+                raise store_error(self.uri, exc, f"creating {self.spec.name}") from exc
 
 
 class Snapshot:
@@ -343,7 +392,7 @@ class Snapshot:
         # slice down into the scan, and every slice would read from the start.)
         return pl.scan_parquet(
             uris,
-            storage_options=self.table.lake.storage_options(),
+            storage_options=self.table.lake.scan_options(),
             hive_partitioning=bool(partitions),
             hive_schema={name: schema[name] for name in partitions} or None,
         )
@@ -396,7 +445,9 @@ class Snapshot:
         except (OSError, DeltaError) as exc:
             if denied(exc):
                 raise access_denied(self.table.uri, exc) from exc
-            raise
+            if not unreachable(exc):
+                raise
+            raise store_error(self.table.uri, exc, f"append ({app_id})") from exc
         return Commit(self._dt.version(), dict(figures))
 
     def merge(
@@ -421,7 +472,9 @@ class Snapshot:
         except (OSError, DeltaError) as exc:
             if denied(exc):
                 raise access_denied(self.table.uri, exc) from exc
-            raise
+            if not unreachable(exc):
+                raise
+            raise store_error(self.table.uri, exc, f"merge ({app_id})") from exc
         return Commit(self._dt.version(), dict(figures))
 
 
@@ -439,15 +492,9 @@ def _commit_properties(
     )
 
 
-def sql_in(column: str, values: list[str]) -> str:
-    """``column IN ('a', 'b')`` with the values quoted as SQL string literals."""
-    quoted = ", ".join(sql_literal(v) for v in values)
-    return f"{column} IN ({quoted})"
+@contextmanager
+def _unlocked(name: str) -> Iterator[bool]:
+    yield True
 
 
-def sql_literal(value: str) -> str:
-    """A SQL string literal: quotes doubled, so no value can end the literal early."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-__all__ = ["Commit", "Lake", "Snapshot", "Table", "TableSpec", "sql_in", "sql_literal"]
+__all__ = ["Commit", "Lake", "Snapshot", "Table", "TableSpec"]

@@ -10,10 +10,12 @@ SDK's own policy already retries throttling and 5xx answers.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,6 +149,18 @@ class Storage:
         loc = self.locate(uri)
         self.blobs.delete(loc.container, loc.path)
 
+    @contextmanager
+    def lock(self, uri: str) -> Iterator[bool]:
+        """Hold an exclusive lock named by ``uri`` while the block runs; yields False when
+        another process (or thread) holds it. A blob lease, or ``flock`` on a local file."""
+        if is_remote(uri):
+            loc = self.locate(uri)
+            with self.blobs.lease(loc.container, loc.path) as held:
+                yield held
+            return
+        with local_lock(uri) as held:
+            yield held
+
     def move(self, uri: str, destination: str) -> None:
         """Move a file, keeping nothing at the source. Idempotent: a moved file stays moved.
 
@@ -182,6 +196,22 @@ class Storage:
         self.delete(uri)
 
 
+@contextmanager
+def local_lock(path: str) -> Iterator[bool]:
+    """``flock`` on a local file (created if absent): False when another holder has it."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _file_digest(fh: BinaryIO) -> str:
     digest = hashlib.sha256()
     for block in iter(lambda: fh.read(1024 * 1024), b""):
@@ -189,4 +219,4 @@ def _file_digest(fh: BinaryIO) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
-__all__ = ["BlobLocation", "ObjectInfo", "Storage", "is_remote", "join"]
+__all__ = ["BlobLocation", "ObjectInfo", "Storage", "is_remote", "join", "local_lock"]

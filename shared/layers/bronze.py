@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from shared.adapters.lake import sql_literal
 from shared.batches import BatchState, Counts, Route, State, commit_id
 from shared.contracts import CONTRACTS
 from shared.errors import QuarantinedFile, TransientError
@@ -22,6 +21,7 @@ from shared.layers.tables import Tables
 from shared.pipeline import decode, schemas
 from shared.pipeline.bronze import BronzeStream, Stamp
 from shared.pipeline.validate import failure_counts
+from shared.predicates import sql_literal
 
 
 def batch_time(batch: BatchState) -> datetime:
@@ -53,6 +53,7 @@ def work(ctx: Context, batch: BatchState) -> Outcome:
         )
 
     stamp = Stamp(batch.batch_id, batch.source, landed or batch_time(batch))
+    recount = bronze is not None
     with ctx.files.open(batch.source) as fh:
         chunks = decode.decode(fh, batch.source, contract, chunk_rows=ctx.settings.chunk_rows)
         stream = BronzeStream(chunks, contract, stamp)
@@ -70,6 +71,10 @@ def work(ctx: Context, batch: BatchState) -> Outcome:
             if stream.failure is None:
                 raise
             return quarantine_file(ctx, batch, stream.failure.reason)
+    if bronze.found and not recount:
+        # A concurrent writer's commit landed after the first look: the stream was never
+        # read and its tally is empty. Start again from what the lake now holds.
+        return work(ctx, batch)
     quarantined = stream.quarantined()
     if quarantined is None:
         quarantined = pl.DataFrame(schema=schemas.quarantine())

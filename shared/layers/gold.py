@@ -105,7 +105,10 @@ def _check(
 def _merge_counted(tables: Tables, table: GoldTable, rows: pl.DataFrame, app_id: str) -> Commit:
     """Merge a table with distinct measures, each counted from its companion at one version."""
     handle: Table = tables.gold[table.name][1]
-    if handle.snapshot().recorded(app_id):
+    # The check and the merge share one snapshot: delta-rs refuses a commit whose application
+    # transaction a concurrent commit set, not one already in the snapshot it merges into.
+    target = handle.snapshot()
+    if target.recorded(app_id):
         found = handle.commit(app_id)
         assert found is not None
         return found
@@ -118,9 +121,7 @@ def _merge_counted(tables: Tables, table: GoldTable, rows: pl.DataFrame, app_id:
         )
         source_version = max(source_version, companion.version)
     source = rows.with_columns(pl.lit(source_version, pl.Int64).alias(schemas.SOURCE_VERSION))
-    return handle.snapshot().merge(
-        _conform(source, table, tables), table.keys, gold.updates(table), app_id, {}
-    )
+    return target.merge(_conform(source, table, tables), table.keys, gold.updates(table), app_id, {})
 
 
 def _conform(frame: pl.DataFrame, table: GoldTable, tables: Tables) -> pl.DataFrame:

@@ -17,7 +17,6 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from shared.adapters.lake import sql_in, sql_literal
 from shared.batches import SILVER_WRITER, BatchState, Counts, Route, State, commit_id
 from shared.contracts import CONTRACTS, Contract
 from shared.errors import TransientError
@@ -26,6 +25,7 @@ from shared.layers.context import Context, Outcome
 from shared.layers.tables import Tables
 from shared.pipeline import keyindex, schemas, silver
 from shared.pipeline.prefetch import prefetch
+from shared.predicates import sql_in, sql_literal
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,8 @@ class _Insert:
         if compacted := self.tables.silver.compact(part, self.touched):
             log.info("silver: compacted the small files of %s=%s", part, ",".join(compacted))
             snapshot = self.tables.silver.snapshot()
+            if snapshot.recorded(self.app_id):  # a concurrent writer's insert landed meanwhile
+                return self._recorded()
         held = keyindex.held(snapshot.scan(), self.rows, self.keys, self.repeated, self.contract)
         dropped = np.union1d(self.repeated, held)
         self.keys = None  # 8 bytes a row the write below does not need

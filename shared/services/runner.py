@@ -118,13 +118,21 @@ class Runner:
         return StepResult.of(step.load(ctx, ref))  # the layers' steps record what the run committed
 
     def _attempt(
-        self, layer: Layer, ref: BatchRef, work: Callable[[Context, Layer, BatchRef], StepResult] = layers.run
+        self,
+        layer: Layer,
+        ref: BatchRef,
+        work: Callable[[Context, Layer, BatchRef], StepResult] | None = None,
     ) -> StepResult:
-        """One layer with the orchestrator's retries; FAILED when they run out."""
+        """One layer with the orchestrator's retries; FAILED when they run out, unless another
+        writer (a second run of the same file) moved the batch on meanwhile."""
         error = ""
+        try:
+            before = self.ctx.states.get(ref.dataset, ref.batch_id)
+        except Exception:  # unreadable just now: the attempts below report why
+            before = None
         for attempt in range(1, self.retry.attempts + 1):
             try:
-                return work(self.ctx, layer, ref)
+                return (work or layers.run)(self.ctx, layer, ref)
             except Exception as exc:  # everything not permanent is retried, as Durable does
                 error = f"{type(exc).__name__}: {exc}"
                 log.warning(
@@ -135,7 +143,7 @@ class Runner:
                     self.sleep(self.retry.delay(attempt))
         message = f"{layer} failed after {self.retry.attempts} attempts: {error}"
         try:
-            return step.fail(self.ctx, ref, message)
+            return step.fail(self.ctx, ref, message, expect=before)
         except Exception as exc:  # even the record could not be written: the caller reports it
             log.exception("batch %s: FAILED not recorded", ref.batch_id, extra=telemetry.about(ref, layer))
             raise StateUnrecorded(f"batch {ref.batch_id}: {message}; FAILED not recorded: {exc}") from exc

@@ -260,9 +260,7 @@ def test_capture_target_comes_from_settings() -> None:
     settings = Settings.from_env(
         {"AzureWebJobsStorage": AZURITE_CONNECTION, "CAPTURE_URI": "az://capture/ns/hub"}
     )
-    assert CaptureTarget.from_settings(settings) == CaptureTarget(
-        "devstoreaccount1", "capture", "ns/hub"
-    )
+    assert CaptureTarget.from_settings(settings) == CaptureTarget("devstoreaccount1", "capture", "ns/hub")
 
 
 @pytest.mark.parametrize("kind", ["Microsoft.Storage.BlobDeleted", "Contoso.Items.ItemReceived", ""])
