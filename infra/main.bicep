@@ -101,11 +101,11 @@ param databricksServerless bool = false
 param databricksSparkVersion string = '15.4.x-scala2.12'
 
 @description('Node type of the job clusters (DATABRICKS_NODE_TYPE).')
-param databricksNodeType string = 'Standard_D4ds_v5'
+param databricksNodeType string = 'Standard_DS3_v2'
 
 @description('Workers per job cluster (DATABRICKS_WORKERS).')
 @minValue(0)
-param databricksWorkers int = 2
+param databricksWorkers int = 1
 
 @description('DBUs a job cluster burns an hour, for the cost per batch (DATABRICKS_DBU_PER_HOUR; a decimal, as text).')
 param databricksDbuPerHour string = '1.5'
