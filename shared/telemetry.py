@@ -38,7 +38,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from shared import costs
 from shared.batches import BatchRef, BatchState, Layer, State
-from shared.telemetry_names import BATCH_EVENT, DIMENSIONS, LAYER_EVENT
+from shared.telemetry_names import BATCH_DIMENSIONS, BATCH_EVENT, DIMENSIONS, LAYER_EVENT
 
 log = logging.getLogger(__name__)
 
@@ -48,20 +48,7 @@ Dimensions = dict[str, Value]
 #: The log attribute that makes the Azure Monitor log exporter send a record as a custom
 #: event named by its value (azure-monitor-opentelemetry-exporter, ``export/logs/_exporter.py``).
 EVENT_NAME_ATTRIBUTE = "microsoft.custom_event.name"
-#: What every log record about a batch carries. The events carry every name in DIMENSIONS.
-BATCH_DIMENSIONS: tuple[str, ...] = (
-    "batch_id",
-    "dataset",
-    "layer",
-    "route",
-    "state",
-    "rows_in",
-    "rows_valid",
-    "rows_quarantined",
-    "duplicates_dropped",
-    "silver_inserted",
-    "duration_ms",
-)
+#: What the LayerCompleted and BatchFinished events carry: every dimension.
 EVENT_DIMENSIONS: tuple[str, ...] = DIMENSIONS
 
 _PROPAGATOR = TraceContextTextMapPropagator()

@@ -17,7 +17,8 @@ from typing import Final
 LAYER_EVENT: Final = "LayerCompleted"
 BATCH_EVENT: Final = "BatchFinished"
 
-DIMENSIONS: Final[tuple[str, ...]] = (
+#: What every log record about a batch carries (the events carry these and the rest below).
+BATCH_DIMENSIONS: Final[tuple[str, ...]] = (
     "batch_id",
     "dataset",
     "layer",
@@ -29,6 +30,9 @@ DIMENSIONS: Final[tuple[str, ...]] = (
     "duplicates_dropped",
     "silver_inserted",
     "duration_ms",
+)
+DIMENSIONS: Final[tuple[str, ...]] = (
+    *BATCH_DIMENSIONS,
     "quarantined_by_expectation",
     "landed_at",
     "error",
