@@ -267,6 +267,27 @@ def series(args: dict[str, Any]) -> dict[str, Any]:
     return {"batches": batches}
 
 
+def _timed_process(command: list[str], env: dict[str, str]) -> tuple[int, bytes, dict[str, float]]:
+    """Run ``command`` to its end, timed from outside (wait4): its exit code, its stdout, and
+    its wall, CPU (user + sys) and peak RSS, the process's imports and start-up included."""
+    started = time.perf_counter()
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert child.stdout is not None
+    output = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = round(time.perf_counter() - started, 3)
+    return (
+        os.waitstatus_to_exitcode(status),
+        output,
+        {
+            "seconds": wall,
+            "process_wall_seconds": wall,
+            "process_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        },
+    )
+
+
 def ingest(args: dict[str, Any]) -> dict[str, Any]:
     """``python -m shared ingest FILE`` as a user runs it: a fresh process, fresh lake and state.
 
@@ -284,25 +305,14 @@ def ingest(args: dict[str, Any]) -> dict[str, Any]:
         "BATCH_STATE_TABLE": "bench" + uuid.uuid4().hex[:12],
         **IN_FUNCTION,
     }
-    started = time.perf_counter()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "shared", "ingest", str(source), "--json"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+    code, output, timed = _timed_process(
+        [sys.executable, "-m", "shared", "ingest", str(source), "--json"], env
     )
-    assert child.stdout is not None
-    output = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
+    if code != 0:
         raise RuntimeError(f"ingest of {source} failed")
     batch = json.loads(output.decode().strip().splitlines()[-1])
     return {
-        "seconds": round(wall, 3),
-        "process_wall_seconds": round(wall, 3),
-        "process_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        **timed,
         "state": batch["state"],
         "rows_in": batch["counts"].get("rows_in", 0),
         "counts": batch["counts"],
@@ -330,25 +340,13 @@ def spark(args: dict[str, Any]) -> dict[str, Any]:
     )
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYTHONPATH": str(root)}
-    started = time.perf_counter()
-    child = subprocess.Popen(
-        [sys.executable, str(root / "databricks_jobs" / "main.py"), *run.parameters(), "--local"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    assert child.stdout is not None
-    output = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
+    command = [sys.executable, str(root / "databricks_jobs" / "main.py"), *run.parameters(), "--local"]
+    code, output, timed = _timed_process(command, env)
+    if code != 0:
         raise RuntimeError(f"the Spark job failed: {output.decode()[-2000:]}")
     figures = json.loads(output.decode().strip().splitlines()[-1])
     return {
-        "seconds": round(wall, 3),
-        "process_wall_seconds": round(wall, 3),
-        "process_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        **timed,
         "rows_in": int(figures.get("rows_in", 0)),
         "silver_inserted": int(figures.get("silver_inserted", 0)),
     }
