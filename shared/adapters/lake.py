@@ -430,7 +430,7 @@ class Snapshot:
         ``advance`` are further application transactions to set: two commits that race to
         set the same one cannot both land, so the loser raises ``CommitConflict``.
         """
-        try:
+        with self._committing(f"append to {self.table.spec.name} ({app_id})", f"append ({app_id})"):
             write_deltalake(
                 self._dt,
                 data,
@@ -440,14 +440,6 @@ class Snapshot:
                 target_file_size=TARGET_FILE_BYTES,
                 commit_properties=_commit_properties(app_id, figures, self.table.lake.retries, advance),
             )
-        except CommitFailedError as exc:
-            raise CommitConflict(f"append to {self.table.spec.name} ({app_id}): {exc}") from exc
-        except (OSError, DeltaError) as exc:
-            if denied(exc):
-                raise access_denied(self.table.uri, exc) from exc
-            if not unreachable(exc):
-                raise
-            raise store_error(self.table.uri, exc, f"append ({app_id})") from exc
         return Commit(self._dt.version(), dict(figures))
 
     def merge(
@@ -458,7 +450,7 @@ class Snapshot:
         app_id: str,
         figures: Mapping[str, Any],
     ) -> Commit:
-        try:
+        with self._committing(f"merge into {self.table.spec.name} ({app_id})", f"merge ({app_id})"):
             self._dt.merge(
                 source.to_arrow(),
                 predicate=" AND ".join(f"t.{k} = s.{k}" for k in keys),
@@ -467,15 +459,22 @@ class Snapshot:
                 writer_properties=WRITER_PROPERTIES,
                 commit_properties=_commit_properties(app_id, figures, self.table.lake.retries),
             ).when_matched_update(updates=dict(updates)).when_not_matched_insert_all().execute()
+        return Commit(self._dt.version(), dict(figures))
+
+    @contextmanager
+    def _committing(self, what: str, doing: str) -> Iterator[None]:
+        """A write's errors as the callers handle them: a lost race is ``CommitConflict``, a
+        refused identity ``StoreAccessDenied``, a store that never answered ``StoreUnavailable``."""
+        try:
+            yield
         except CommitFailedError as exc:
-            raise CommitConflict(f"merge into {self.table.spec.name} ({app_id}): {exc}") from exc
+            raise CommitConflict(f"{what}: {exc}") from exc
         except (OSError, DeltaError) as exc:
             if denied(exc):
                 raise access_denied(self.table.uri, exc) from exc
             if not unreachable(exc):
                 raise
-            raise store_error(self.table.uri, exc, f"merge ({app_id})") from exc
-        return Commit(self._dt.version(), dict(figures))
+            raise store_error(self.table.uri, exc, doing) from exc
 
 
 def _commit_properties(
