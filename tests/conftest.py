@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from shared.batches import RetryPolicy
 from shared.dev import azurite
 from shared.settings import Settings
+from tests.support.durable import FakeDurable, serve_durable
 
 REAL_WORLD = Path(__file__).resolve().parent.parent.parent / "shared" / "real-world"
 #: The orchestrator's retry rules with waits a test can afford.
@@ -64,6 +66,24 @@ def azure_settings(azurite_connection: str) -> Settings:
         capture_uri=f"az://capture{suffix}",
         quarantine_uri=f"az://quarantine{suffix}",
     )
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One event loop for the module, as the worker has: the SDK's aiohttp session is per loop."""
+    from azure.durable_functions.models.utils import http_utils
+
+    event_loop = asyncio.new_event_loop()
+    yield event_loop
+    event_loop.run_until_complete(http_utils._close_session())
+    event_loop.close()
+
+
+@pytest.fixture
+def durable() -> Iterator[FakeDurable]:
+    """The Durable extension's client RPC, served by the stand-in (tests/support/durable.py)."""
+    with serve_durable() as fake:
+        yield fake
 
 
 @pytest.fixture(scope="session")

@@ -37,29 +37,12 @@ from shared.services.runner import Runner
 from shared.settings import Settings
 from shared.uris import join
 from tests.conftest import FAST_RETRY, make_settings
-from tests.support.durable import FakeDurable, serve_durable
+from tests.support.durable import FakeDurable
 
 pytestmark = pytest.mark.azurite
 
 BUSINESS_SILVER = business_columns(USER_ACTIVITY)
 GOLD = [f"gold.{t.name}" for t in USER_ACTIVITY.gold]
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """One event loop for the module, as the worker has: the SDK's aiohttp session is per loop."""
-    from azure.durable_functions.models.utils import http_utils
-
-    event_loop = asyncio.new_event_loop()
-    yield event_loop
-    event_loop.run_until_complete(http_utils._close_session())
-    event_loop.close()
-
-
-@pytest.fixture
-def durable() -> Iterator[FakeDurable]:
-    with serve_durable() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ from tests.reliability.conftest import settings_on
 from tests.reliability.emulator import Emulator
 from tests.reliability.inputs import mixed_file
 from tests.reliability.steps import land
-from tests.support.durable import FakeDurable, serve_durable
+from tests.support.durable import FakeDurable
 from tests.support.durable_host import ActivityCall, DurableHost, Instance, Raises, Returns
 from tests.support.durable_wire import OrchestrationStatus
 
@@ -59,22 +59,6 @@ ACTIVITIES = {
     },
     FAIL_ACTIVITY: activities.fail_batch,
 }
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    from azure.durable_functions.models.utils import http_utils
-
-    event_loop = asyncio.new_event_loop()
-    yield event_loop
-    event_loop.run_until_complete(http_utils._close_session())
-    event_loop.close()
-
-
-@pytest.fixture
-def durable() -> Iterator[FakeDurable]:
-    with serve_durable() as fake:
-        yield fake
 
 
 @pytest.fixture
