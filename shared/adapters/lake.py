@@ -195,7 +195,8 @@ class Table:
         dt = self._open()
         if dt is None:
             return None
-        if dt.transaction_version(app_id) is None and not in_metadata:
+        recorded = dt.transaction_version(app_id) is not None
+        if not recorded and not in_metadata:
             return None
         for entry in dt.history():
             # delta-rs writes the id and figures under their own keys; Delta Spark can only
@@ -207,7 +208,7 @@ class Table:
             metrics = entry.get("operationMetrics") or {}
             added = next((metrics[k] for k in _ADDED_ROWS if metrics.get(k) is not None), None)
             return Commit(int(entry["version"]), figures, None if added is None else int(added), found=True)
-        if dt.transaction_version(app_id) is None:
+        if not recorded:
             return None
         # The transaction is in the snapshot but its commit info is no longer in the log
         # (log retention): the figures are gone, the commit is not.
