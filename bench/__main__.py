@@ -15,6 +15,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -145,7 +146,62 @@ class Runner:
         result["wall_seconds"] = round(time.perf_counter() - started, 3)
         # The whole child's CPU time, imports included; a case's own grandchildren add theirs.
         result["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 3)
+        result["minor_faults"] = usage.ru_minflt  # pages first touched (see first_touch)
         return result
+
+
+def drop_library_pages() -> dict[str, float]:
+    """Drop the page cache of the environment's compiled libraries, once, before any case.
+
+    Linux 6.x keeps pages a process wrote (pip installing the wheels, ``make kernels``) in
+    large folios, and maps a whole folio into any process that faults one page of it. In a
+    fresh clone straight after ``make venv``, the same code on events-5m peaked at 627 MB of
+    RSS against 533 MB once these files had been read back from disk, the anonymous part
+    equal (370 MB): ``deltalake``'s library alone counted 81 MB against 51. Written back
+    first, then dropped (``POSIX_FADV_DONTNEED``, clean pages only), the libraries are read
+    back through page faults by the first cases, as an instance reads a mounted package,
+    whatever wrote them and however long ago.
+    """
+    roots = {Path(sysconfig.get_path(key)) for key in ("platlib", "purelib")} | {ROOT / "shared"}
+    files = {p for root in roots for p in root.rglob("*.so*") if p.is_file()}
+    dropped = 0
+    for path in files:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            dropped += os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+    return {"files": len(files), "mb": round(dropped / 2**20, 1)}
+
+
+def first_touch(mb: int = 512) -> dict[str, float]:
+    """Milliseconds per MB to touch ``mb`` of memory this process has not used, after the
+    settle every case waits, and again at once.
+
+    On a VM that hands freed memory back to its host (virtio-balloon free page reporting,
+    as here), a page the guest freed a second ago faults on the host when touched again:
+    here that cost about 6 ms per MB against 0.2, so a case pays for every MB it touches,
+    and the obvious implementation's 2.5 GB weigh seconds in its time. Each case's minor
+    page faults are in its results (``minor_faults``) for that reason.
+    """
+    import numpy as np
+
+    time.sleep(SETTLE_SECONDS)
+    started = time.perf_counter()
+    block = np.ones(mb * 2**20 // 8)
+    settled = time.perf_counter() - started
+    del block
+    started = time.perf_counter()
+    block = np.ones(mb * 2**20 // 8)
+    hot = time.perf_counter() - started
+    del block
+    return {
+        "mb": mb,
+        "settled_ms_per_mb": round(1000 * settled / mb, 3),
+        "hot_ms_per_mb": round(1000 * hot / mb, 3),
+    }
 
 
 def _say(message: str) -> None:
@@ -168,6 +224,7 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "peak_rss_mb": _median([r["peak_rss_mb"] for r in runs]),
         "peak_anon_mb": _median([r.get("peak_anon_mb", 0.0) for r in runs]),
         "seconds_all": [r["seconds"] for r in runs],
+        "minor_faults": _median([r.get("minor_faults", 0) for r in runs]),
     }
     if "instance_memory_mb" in runs[0]:
         out["instance_memory_mb"] = runs[0]["instance_memory_mb"]
@@ -194,6 +251,10 @@ def run(plan: Plan, *, verbose: bool) -> dict[str, Any]:
     series_paths = inputs.ensure_series("series", plan.series_files, plan.series_events)
 
     work = Path(tempfile.mkdtemp(prefix="bench-", dir=inputs.DATA))
+    results["library_pages_dropped"] = drop_library_pages()
+    _say(f"page cache of the compiled libraries dropped: {results['library_pages_dropped']}")
+    results["first_touch"] = {"before": first_touch()}
+    _say(f"touching fresh memory: {results['first_touch']['before']}")
     try:
         with Runner(work, verbose) as runner:
             head = str(plan.headline.path)
@@ -300,6 +361,8 @@ def run(plan: Plan, *, verbose: bool) -> dict[str, Any]:
                 )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    results["first_touch"]["after"] = first_touch()
+    _say(f"touching fresh memory, at the end: {results['first_touch']['after']}")
     return results
 
 
