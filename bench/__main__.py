@@ -146,7 +146,8 @@ class Runner:
         result["wall_seconds"] = round(time.perf_counter() - started, 3)
         # The whole child's CPU time, imports included; a case's own grandchildren add theirs.
         result["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 3)
-        result["minor_faults"] = usage.ru_minflt  # pages first touched (see first_touch)
+        # Its minor page faults, its own children's included: a new page each (see first_touch).
+        result["minor_faults"] = usage.ru_minflt
         return result
 
 
